@@ -9,11 +9,13 @@
 //! | [`proto`] | prost types generated from `proto/sensor_events.proto` |
 //! | [`model`] | the records that flow between stages: events, binaries, notifications, quarantine |
 //! | [`decode`] | AMQP delivery → records: JSON notifications, single `CbEventMsg`, zip and bare bundles |
-//! | [`store`] | schema and migrations, the batch writer, read-only queries |
+//! | [`store`] | schema and migrations, the batch writer, read-only queries, retention and size |
+//! | [`metrics`] | every Prometheus metric name, described once; typed recording functions |
 //!
 //! Data flow and the reliability rule (ack only after commit) are described in the README.
 
 pub mod decode;
+pub mod metrics;
 pub mod model;
 pub mod store;
 
