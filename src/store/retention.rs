@@ -285,11 +285,7 @@ impl Run<'_> {
             let (examined, n, next) = self.sql(|c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let rows: Vec<(i64, i64, i64)> = {
-                    let mut st = tx.prepare_cached(
-                        "SELECT id, timestamp_ms, received_ms FROM events INDEXED BY events_time
-                         WHERE timestamp_ms < ?1 AND (timestamp_ms, id) > (?2, ?3)
-                         ORDER BY timestamp_ms, id LIMIT ?4",
-                    )?;
+                    let mut st = tx.prepare_cached(EVENTS_CHUNK)?;
                     st.query_map(params![horizon, cursor.0, cursor.1, limit], |r| {
                         Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                     })?
@@ -325,16 +321,13 @@ impl Run<'_> {
         let limit = self.limit();
         let mut deleted = 0u64;
         let mut kind: Option<String> =
-            self.sql(|c| c.query_row("SELECT MIN(type) FROM notifications", [], |r| r.get(0)))?;
+            self.sql(|c| c.query_row(NOTIFICATION_FIRST_TYPE, [], |r| r.get(0)))?;
         while let Some(k) = kind {
             loop {
                 let n = self.sql(|c| {
                     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                     let ids: Vec<i64> = {
-                        let mut st = tx.prepare_cached(
-                            "SELECT id FROM notifications INDEXED BY notifications_type
-                             WHERE type = ?1 AND received_ms < ?2 ORDER BY received_ms LIMIT ?3",
-                        )?;
+                        let mut st = tx.prepare_cached(NOTIFICATIONS_CHUNK)?;
                         st.query_map(params![k, horizon, limit], |r| r.get(0))?
                             .collect::<rusqlite::Result<_>>()?
                     };
@@ -365,13 +358,7 @@ impl Run<'_> {
             if !self.between_chunks() {
                 return Ok(deleted);
             }
-            kind = self.sql(|c| {
-                c.query_row(
-                    "SELECT MIN(type) FROM notifications WHERE type > ?1",
-                    [&k],
-                    |r| r.get(0),
-                )
-            })?;
+            kind = self.sql(|c| c.query_row(NOTIFICATION_NEXT_TYPE, [&k], |r| r.get(0)))?;
         }
         Ok(deleted)
     }
@@ -385,9 +372,7 @@ impl Run<'_> {
             let (examined, n, last) = self.sql(|c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let rows: Vec<(i64, i64)> = {
-                    let mut st = tx.prepare_cached(
-                        "SELECT id, received_ms FROM quarantine WHERE id > ?1 ORDER BY id LIMIT ?2",
-                    )?;
+                    let mut st = tx.prepare_cached(QUARANTINE_CHUNK)?;
                     st.query_map(params![cursor, limit], |r| Ok((r.get(0)?, r.get(1)?)))?
                         .collect::<rusqlite::Result<_>>()?
                 };
@@ -427,10 +412,7 @@ impl Run<'_> {
             let (n, freed, last, examined) = self.sql(|c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let rows: Vec<(String, Option<String>, i64)> = {
-                    let mut st = tx.prepare_cached(&format!(
-                        "SELECT guid, parent_guid, {ACTIVITY} FROM processes
-                         WHERE guid > ?1 ORDER BY guid LIMIT ?2"
-                    ))?;
+                    let mut st = tx.prepare_cached(PROCESSES_CHUNK)?;
                     st.query_map(params![cursor, limit], |r| {
                         Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                     })?
@@ -468,9 +450,7 @@ impl Run<'_> {
                 let mut n = 0u64;
                 let mut freed = Vec::new();
                 {
-                    let mut st = tx.prepare_cached(&format!(
-                        "SELECT parent_guid, {ACTIVITY} FROM processes WHERE guid = ?1"
-                    ))?;
+                    let mut st = tx.prepare_cached(PROCESS_BY_GUID)?;
                     for guid in &batch {
                         let row: Option<(Option<String>, i64)> = st
                             .query_row([guid], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -528,21 +508,47 @@ impl Run<'_> {
     }
 }
 
-/// A process's last sign of life: the latest of its last event, end, start, and when cbtrail first
-/// heard of it (so a process is kept at least the retention period after it was first seen).
-const ACTIVITY: &str = "MAX(COALESCE(last_event_ms, 0), COALESCE(end_ms, 0), \
-                        COALESCE(start_ms, 0), first_seen_ms)";
+// The chunk queries. Each is a SEARCH through an index or primary key (a test checks with EXPLAIN
+// QUERY PLAN), never a full scan, so one chunk's cost does not grow with the table.
+
+/// Next chunk of events in (event time, id) order, before the horizon, after the cursor. `INDEXED BY`
+/// makes a missing index an error instead of a silent full scan under the write lock.
+pub(crate) const EVENTS_CHUNK: &str = "SELECT id, timestamp_ms, received_ms
+     FROM events INDEXED BY events_time
+     WHERE timestamp_ms < ?1 AND (timestamp_ms, id) > (?2, ?3)
+     ORDER BY timestamp_ms, id LIMIT ?4";
+/// Loose index scan over the notification types: one seek per distinct type.
+pub(crate) const NOTIFICATION_FIRST_TYPE: &str = "SELECT MIN(type) FROM notifications";
+pub(crate) const NOTIFICATION_NEXT_TYPE: &str =
+    "SELECT MIN(type) FROM notifications WHERE type > ?1";
+/// Oldest notifications of one type received before the horizon.
+pub(crate) const NOTIFICATIONS_CHUNK: &str =
+    "SELECT id FROM notifications INDEXED BY notifications_type
+     WHERE type = ?1 AND received_ms < ?2 ORDER BY received_ms LIMIT ?3";
+/// Next chunk of quarantine rows by rowid (no time index: the table is small and rarely written).
+pub(crate) const QUARANTINE_CHUNK: &str =
+    "SELECT id, received_ms FROM quarantine WHERE id > ?1 ORDER BY id LIMIT ?2";
+/// Next chunk of processes by guid with their last sign of life: the latest of last event, end,
+/// start, and when cbtrail first heard of the process (so a process is kept at least the retention
+/// period after it was first seen).
+pub(crate) const PROCESSES_CHUNK: &str = "SELECT guid, parent_guid,
+     MAX(COALESCE(last_event_ms, 0), COALESCE(end_ms, 0), COALESCE(start_ms, 0), first_seen_ms)
+     FROM processes WHERE guid > ?1 ORDER BY guid LIMIT ?2";
+/// One process's parent and last sign of life (as in [`PROCESSES_CHUNK`]).
+pub(crate) const PROCESS_BY_GUID: &str = "SELECT parent_guid,
+     MAX(COALESCE(last_event_ms, 0), COALESCE(end_ms, 0), COALESCE(start_ms, 0), first_seen_ms)
+     FROM processes WHERE guid = ?1";
+/// What keeps a process: an event of its own, a child process, a notification naming it.
+pub(crate) const PROCESS_REFERENCES: [&str; 4] = [
+    "SELECT 1 FROM events WHERE process_guid = ?1 LIMIT 1",
+    "SELECT 1 FROM processes WHERE parent_guid = ?1 AND guid <> ?1 LIMIT 1",
+    "SELECT 1 FROM notifications WHERE process_guid = ?1 LIMIT 1",
+    "SELECT 1 FROM notification_targets WHERE process_guid = ?1 LIMIT 1",
+];
 
 /// Delete the process `guid` unless an event, a child process or a notification still refers to it.
-/// Every check is an index lookup.
 fn delete_unreferenced_process(conn: &Connection, guid: &str) -> rusqlite::Result<bool> {
-    const REFERENCES: [&str; 4] = [
-        "SELECT 1 FROM events WHERE process_guid = ?1 LIMIT 1",
-        "SELECT 1 FROM processes WHERE parent_guid = ?1 AND guid <> ?1 LIMIT 1",
-        "SELECT 1 FROM notifications WHERE process_guid = ?1 LIMIT 1",
-        "SELECT 1 FROM notification_targets WHERE process_guid = ?1 LIMIT 1",
-    ];
-    for sql in REFERENCES {
+    for sql in PROCESS_REFERENCES {
         let mut st = conn.prepare_cached(sql)?;
         if st.exists([guid])? {
             return Ok(false);
@@ -870,6 +876,48 @@ fn format_ms(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every chunk query must reach its rows through an index or primary key: a full scan would hold
+    /// the write lock for as long as the table is big.
+    #[test]
+    fn chunk_queries_search_indexes() {
+        let conn = Connection::open_in_memory().unwrap();
+        for m in crate::store::schema::MIGRATIONS {
+            conn.execute_batch(m).unwrap();
+        }
+        let mut queries = vec![
+            EVENTS_CHUNK,
+            NOTIFICATION_FIRST_TYPE,
+            NOTIFICATION_NEXT_TYPE,
+            NOTIFICATIONS_CHUNK,
+            QUARANTINE_CHUNK,
+            PROCESSES_CHUNK,
+            PROCESS_BY_GUID,
+        ];
+        queries.extend(PROCESS_REFERENCES);
+        for sql in queries {
+            let mut st = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let nulls = std::iter::repeat_n(rusqlite::types::Null, st.parameter_count());
+            let plan: Vec<String> = st
+                .query_map(rusqlite::params_from_iter(nulls), |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            assert!(
+                plan.iter().all(|step| !step.starts_with("SCAN")),
+                "{sql}\n{plan:#?}"
+            );
+            assert!(
+                plan.iter().any(|step| step.starts_with("SEARCH")),
+                "{sql}\n{plan:#?}"
+            );
+            // Ordered by the index, no sort of a candidate set.
+            assert!(
+                plan.iter().all(|step| !step.contains("TEMP B-TREE")),
+                "{sql}\n{plan:#?}"
+            );
+        }
+    }
 
     #[test]
     fn formats_utc_times() {
