@@ -153,6 +153,12 @@ fn deletes_old_rows_keeps_new_ones_and_shrinks_the_file() {
         insert_event(&conn, key, "clockskew", ts, NOW - DAY);
     }
     insert_process(&conn, "clockskew", None, HORIZON - 400 * DAY);
+    // Sensor clock a year ahead: goes by reception time alone (old reception: goes; recent: stays).
+    for i in 0..60 {
+        key += 1;
+        let received = if i < 50 { HORIZON - DAY } else { NOW };
+        insert_event(&conn, key, "clockskew", NOW + 365 * DAY, received);
+    }
     // Exactly at the horizon: not older than it, kept.
     key += 1;
     insert_event(&conn, key, "edge", HORIZON, HORIZON);
@@ -204,14 +210,17 @@ fn deletes_old_rows_keeps_new_ones_and_shrinks_the_file() {
     println!("{report}");
 
     assert_eq!(report.horizon_ms, Some(HORIZON));
-    assert_eq!(report.events_deleted, 14_500);
+    assert_eq!(report.events_deleted, 14_500 + 50);
     assert_eq!(report.notifications_deleted, 2_100);
     assert_eq!(report.quarantine_deleted, 1_000);
     // 12,000 old-* + chain-a, chain-b, chain-c + selfish.
     assert_eq!(report.processes_deleted, 12_004);
     assert!(!report.interrupted);
 
-    assert_eq!(count(&conn, "SELECT COUNT(*) FROM events"), 3_000 + 100 + 1);
+    assert_eq!(
+        count(&conn, "SELECT COUNT(*) FROM events"),
+        3_000 + 100 + 10 + 1
+    );
     assert_eq!(
         count(
             &conn,
@@ -296,6 +305,9 @@ fn stop_request_ends_the_run_between_chunks() {
     for i in 0..5_000 {
         insert_event(&conn, i, "p", HORIZON - DAY - i, HORIZON - DAY);
     }
+    for i in 0..10 {
+        insert_notification(&conn, i, "watchlist.hit.process", "p", HORIZON - DAY);
+    }
     conn.execute_batch("COMMIT").unwrap();
     let calls = std::cell::Cell::new(0);
     let stop = || {
@@ -306,6 +318,10 @@ fn stop_request_ends_the_run_between_chunks() {
     assert!(report.interrupted);
     assert_eq!(report.events_deleted, 1_000, "one chunk, committed");
     assert_eq!(count(&conn, "SELECT COUNT(*) FROM events"), 4_000);
+    // Later phases (notifications, processes, vacuum) do not start after the stop request.
+    assert_eq!(report.notifications_deleted, 0);
+    assert_eq!(count(&conn, "SELECT COUNT(*) FROM notifications"), 10);
+    assert_eq!(report.pages_vacuumed, 0);
 }
 
 #[test]

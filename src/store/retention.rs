@@ -13,7 +13,8 @@
 //!   reused by new rows but the file does not shrink, and the report says so.
 //!
 //! What goes: events whose event time *and* reception time are both older than the horizon (an event
-//! with a bogus sensor clock, e.g. time 0, is kept for the full period after it arrived), notifications
+//! with a bogus sensor clock, e.g. time 0, is kept for the full period after it arrived; one whose
+//! clock is more than a day ahead goes by its reception time alone), notifications
 //! and quarantined inputs received before the horizon, and processes whose last activity is older than
 //! the horizon and that nothing stored refers to any more (no events, no child process, no
 //! notification). A chain of such ancestors is removed leaf first in the same run. Binaries (one row
@@ -217,12 +218,25 @@ pub fn run_once_with(
         elapsed: Duration::ZERO,
     };
     if let Some(h) = horizon_ms {
-        report.events_deleted = run.delete_events(h)?;
-        report.notifications_deleted = run.delete_notifications(h)?;
-        report.quarantine_deleted = run.delete_quarantine(h)?;
-        report.processes_deleted = run.delete_processes(h)?;
+        // Event times before the horizon, then event times more than a day in the future: a sensor
+        // with its clock far ahead would otherwise keep its events forever.
+        let future = now_ms.saturating_add(DAY_MS);
+        report.events_deleted = run.delete_events(h, i64::MIN, h)?;
+        if !run.interrupted {
+            report.events_deleted += run.delete_events(h, future, i64::MAX)?;
+        }
+        if !run.interrupted {
+            report.notifications_deleted = run.delete_notifications(h)?;
+        }
+        if !run.interrupted {
+            report.quarantine_deleted = run.delete_quarantine(h)?;
+        }
+        if !run.interrupted {
+            report.processes_deleted = run.delete_processes(h)?;
+        }
     }
-    let (auto_vacuum, vacuumed, free) = run.vacuum()?;
+    // Vacuuming after an interruption would only delay shutdown; the next run frees the pages.
+    let (auto_vacuum, vacuumed, free) = run.vacuum(!run.interrupted)?;
     report.auto_vacuum = auto_vacuum;
     report.pages_vacuumed = vacuumed;
     report.free_pages = free;
@@ -275,18 +289,24 @@ impl Run<'_> {
         i64::try_from(self.opts.chunk_rows.max(1)).unwrap_or(i64::MAX)
     }
 
-    /// Events in event-time order through `events_time`; the keyset cursor `(timestamp_ms, id)` moves
-    /// past every examined row, deleted or kept, so kept rows are never examined twice.
-    fn delete_events(&mut self, horizon: i64) -> Result<u64, MaintenanceError> {
+    /// Events received before the horizon whose event time lies in `(after, below)`, in event-time
+    /// order through `events_time`; the keyset cursor `(timestamp_ms, id)` moves past every examined
+    /// row, deleted or kept, so kept rows are never examined twice.
+    fn delete_events(
+        &mut self,
+        horizon: i64,
+        after: i64,
+        below: i64,
+    ) -> Result<u64, MaintenanceError> {
         let limit = self.limit();
-        let mut cursor = (i64::MIN, i64::MIN);
+        let mut cursor = (after, i64::MAX);
         let mut deleted = 0u64;
         loop {
             let (examined, n, next) = self.sql(|c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let rows: Vec<(i64, i64, i64)> = {
                     let mut st = tx.prepare_cached(EVENTS_CHUNK)?;
-                    st.query_map(params![horizon, cursor.0, cursor.1, limit], |r| {
+                    st.query_map(params![below, cursor.0, cursor.1, limit], |r| {
                         Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                     })?
                     .collect::<rusqlite::Result<_>>()?
@@ -480,7 +500,7 @@ impl Run<'_> {
 
     /// Return free pages to the filesystem a step at a time. Returns the mode, pages freed and the
     /// free pages left.
-    fn vacuum(&mut self) -> Result<(AutoVacuum, u64, u64), MaintenanceError> {
+    fn vacuum(&mut self, shrink: bool) -> Result<(AutoVacuum, u64, u64), MaintenanceError> {
         let mode = AutoVacuum::from_pragma(
             self.sql(|c| c.pragma_query_value(None, "auto_vacuum", |r| r.get::<_, i64>(0)))?,
         );
@@ -490,7 +510,7 @@ impl Run<'_> {
         };
         let mut left = free(self)?;
         let start = left;
-        if mode == AutoVacuum::Incremental {
+        if shrink && mode == AutoVacuum::Incremental {
             let step = self.opts.vacuum_pages.max(1);
             while left > 0 {
                 self.sql(|c| c.execute_batch(&format!("PRAGMA incremental_vacuum({step})")))?;
