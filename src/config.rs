@@ -45,7 +45,11 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"********\"" })
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "\"********\""
+        })
     }
 }
 
@@ -419,11 +423,14 @@ impl AmqpSettings {
             self.username.clone()
         };
         let password = if self.password.is_empty() {
-            Secret(pass.ok_or_else(|| ConfigError::CbConf {
-                path: self.cb_conf.clone(),
-                message: "no RabbitMQPassword (EDR 7.7+ keeps only a RabbitMQToken there: create a \
+            Secret(pass.ok_or_else(|| {
+                ConfigError::CbConf {
+                    path: self.cb_conf.clone(),
+                    message:
+                        "no RabbitMQPassword (EDR 7.7+ keeps only a RabbitMQToken there: create a \
                           dedicated bus user and set amqp.username/amqp.password)"
-                    .into(),
+                            .into(),
+                }
             })?)
         } else {
             self.password.clone()
@@ -455,7 +462,12 @@ impl AmqpSettings {
             return redact_uri(self.url.expose());
         }
         let scheme = if self.tls { "amqps" } else { "amqp" };
-        format!("{scheme}://{}:{}/{}", self.host, self.port, pct(&self.vhost))
+        format!(
+            "{scheme}://{}:{}/{}",
+            self.host,
+            self.port,
+            pct(&self.vhost)
+        )
     }
 }
 
@@ -541,7 +553,9 @@ mod tests {
 
     #[test]
     fn bad_value_is_named() {
-        let e = load("[amqp]\nport = \"many\"\n", &[]).unwrap_err().to_string();
+        let e = load("[amqp]\nport = \"many\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("port"), "{e}");
         let e = load("[store]\nbatch_size = 5000\n", &[])
             .unwrap_err()
@@ -604,6 +618,30 @@ mod tests {
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(!format!("{s:?}").contains("hunter2"));
         assert_eq!(s.amqp.display_target(), "amqp://h:1/");
+    }
+
+    #[test]
+    fn shipped_example_config_is_valid_and_complete() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/cbtrail.toml");
+        let s = Settings::load_with_env(Some(&path), std::iter::empty()).unwrap();
+        let d = Settings::default();
+        // The example documents the defaults: loading it changes nothing.
+        assert_eq!(s.to_masked_toml(), d.to_masked_toml());
+        // Every key of every section is mentioned in it.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let v = serde_json::to_value(&d).unwrap();
+        for (section, keys) in v.as_object().unwrap() {
+            assert!(
+                text.contains(&format!("[{section}]")),
+                "[{section}] missing"
+            );
+            for k in keys.as_object().unwrap().keys() {
+                assert!(
+                    text.contains(&format!("{k} =")) || text.contains(&format!("# {k} =")),
+                    "{section}.{k} is not documented in deploy/cbtrail.toml"
+                );
+            }
+        }
     }
 
     #[test]

@@ -17,9 +17,9 @@ use crate::pipeline::{self, AckHandle, BatchOptions, Incoming, Pipeline, Pipelin
 use crate::shutdown::{self, Request, Shutdown};
 use crate::store::{StoreError, Writer, WriterOptions};
 use futures_lite::StreamExt;
+use lapin::Connection;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions};
 use lapin::types::FieldTable;
-use lapin::Connection;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -50,10 +50,14 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     if !settings.metrics.listen.is_empty() {
         // validate() checked the address.
-        let addr = settings.metrics.listen.parse().map_err(|_| ConfigError::Key {
-            key: "metrics.listen".into(),
-            message: "not an address".into(),
-        })?;
+        let addr = settings
+            .metrics
+            .listen
+            .parse()
+            .map_err(|_| ConfigError::Key {
+                key: "metrics.listen".into(),
+                message: "not an address".into(),
+            })?;
         metrics::install(addr)?;
     }
     let writer = Writer::open_with(
@@ -273,7 +277,11 @@ fn watch_connection(conn: &Connection) {
 }
 
 /// SIGHUP: re-read the file; apply the log level; name what needs a restart.
-fn reload(current: &mut Settings, path: Option<&std::path::Path>, reload_log: &Option<LogReloader>) {
+fn reload(
+    current: &mut Settings,
+    path: Option<&std::path::Path>,
+    reload_log: &Option<LogReloader>,
+) {
     let new = match Settings::load(path) {
         Ok(s) => s,
         Err(e) => {
@@ -297,7 +305,9 @@ fn reload(current: &mut Settings, path: Option<&std::path::Path>, reload_log: &O
     );
     if let (Some(o), Some(n)) = (old_v.as_object(), new_v.as_object()) {
         for (section, nv) in n {
-            if let (Some(ov), Some(nv)) = (o.get(section).and_then(|v| v.as_object()), nv.as_object()) {
+            if let (Some(ov), Some(nv)) =
+                (o.get(section).and_then(|v| v.as_object()), nv.as_object())
+            {
                 for (k, v) in nv {
                     if ov.get(k) != Some(v) {
                         restart.push(format!("{section}.{k}"));

@@ -106,7 +106,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("cbtrail: {e:#}");
-            if e.chain().any(|c| c.is::<UsageError>() || c.is::<cbtrail::config::ConfigError>()) {
+            if e.chain()
+                .any(|c| c.is::<UsageError>() || c.is::<cbtrail::config::ConfigError>())
+            {
                 ExitCode::from(2)
             } else {
                 ExitCode::from(1)
@@ -153,7 +155,9 @@ fn real_main(cli: Cli) -> Result<()> {
         } => {
             let _ = init_logging("warn");
             if batch_size == 0 {
-                return Err(anyhow::Error::new(UsageError).context("--batch-size must be at least 1"));
+                return Err(
+                    anyhow::Error::new(UsageError).context("--batch-size must be at least 1")
+                );
             }
             let overrides = CaptureOverrides {
                 routing_key,
@@ -188,7 +192,8 @@ fn real_main(cli: Cli) -> Result<()> {
                 .context("starting the async runtime")?;
             let report = rt.block_on(async {
                 let mut p =
-                    cbtrail::bus::publish::Publisher::connect(&amqp, &connection_name, rate).await?;
+                    cbtrail::bus::publish::Publisher::connect(&amqp, &connection_name, rate)
+                        .await?;
                 for _ in 0..repeat {
                     for f in &files {
                         p.publish(&f.meta, &f.body).await?;

@@ -10,7 +10,9 @@ pub enum MetricsError {
     #[error("metrics listener on {addr}: {message}")]
     Install { addr: SocketAddr, message: String },
 }
-pub fn install(_addr: SocketAddr) -> Result<(), MetricsError> { Ok(()) }
+pub fn install(_addr: SocketAddr) -> Result<(), MetricsError> {
+    Ok(())
+}
 pub fn delivery(_meta: &DeliveryMeta, _bytes: usize) {}
 pub fn batch_committed(_s: &BatchStats, _deliveries: u64, _latency: Duration) {}
 pub fn acks_failed(_n: u64) {}

@@ -228,7 +228,13 @@ impl Pipeline {
     }
 
     /// Split into the parts the daemon drives separately.
-    pub fn into_parts(self) -> (mpsc::Sender<Incoming>, mpsc::Receiver<Committed>, PipelineJoin) {
+    pub fn into_parts(
+        self,
+    ) -> (
+        mpsc::Sender<Incoming>,
+        mpsc::Receiver<Committed>,
+        PipelineJoin,
+    ) {
         (
             self.input,
             self.committed,
@@ -335,7 +341,10 @@ fn commit_batch(
     let started = Instant::now();
     let deliveries = batch.len() as u64;
     let bytes = batch.iter().map(|d| d.body.len() as u64).sum();
-    let records: Vec<Record> = batch.iter().flat_map(|d| d.records.iter().cloned()).collect();
+    let records: Vec<Record> = batch
+        .iter()
+        .flat_map(|d| d.records.iter().cloned())
+        .collect();
     let stats = match write_with_retry(writer, &records, shutting_down, true) {
         Ok(stats) => stats,
         Err(e) => {

@@ -85,7 +85,10 @@ pub fn notify_stopping() {
 /// writer keeps making progress within one period. Returns `None` when the watchdog is off.
 pub fn spawn_watchdog(live: Arc<Liveness>) -> Option<tokio::task::JoinHandle<()>> {
     let period = sd_notify::watchdog_enabled()?;
-    tracing::info!(period_ms = period.as_millis() as u64, "systemd watchdog enabled");
+    tracing::info!(
+        period_ms = period.as_millis() as u64,
+        "systemd watchdog enabled"
+    );
     Some(tokio::spawn(watchdog_loop(
         period,
         move || live.since_last(),
@@ -142,13 +145,20 @@ mod tests {
         ));
         tokio::time::sleep(Duration::from_millis(3500)).await;
         let alive = pings.load(Ordering::SeqCst);
-        assert!(alive >= 3, "pinged {alive} times while the writer progressed");
+        assert!(
+            alive >= 3,
+            "pinged {alive} times while the writer progressed"
+        );
         // The writer stops making progress.
         stalled_ms.store(5_000, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(100)).await;
         let before = pings.load(Ordering::SeqCst);
         tokio::time::sleep(Duration::from_secs(10)).await;
-        assert_eq!(pings.load(Ordering::SeqCst), before, "pinged a stuck writer");
+        assert_eq!(
+            pings.load(Ordering::SeqCst),
+            before,
+            "pinged a stuck writer"
+        );
         // It recovers.
         stalled_ms.store(0, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_secs(2)).await;

@@ -116,11 +116,20 @@ pub async fn declare_topology(
             FieldTable::default(),
         )
         .await
-        .map_err(BusError::amqp(format!("declaring queue {}", settings.queue)))?;
+        .map_err(BusError::amqp(format!(
+            "declaring queue {}",
+            settings.queue
+        )))?;
     let mut binds: Vec<(&str, &str, &'static str)> = settings
         .routing_keys
         .iter()
-        .map(|k| (settings.events_exchange.as_str(), k.as_str(), "events_exchange"))
+        .map(|k| {
+            (
+                settings.events_exchange.as_str(),
+                k.as_str(),
+                "events_exchange",
+            )
+        })
         .collect();
     if !settings.raw_exchange.is_empty() {
         binds.push((settings.raw_exchange.as_str(), "", "raw_exchange"));
@@ -202,9 +211,7 @@ fn amqp_to_json(v: &AMQPValue) -> Value {
         AMQPValue::ShortString(s) => Value::String(s.as_str().to_string()),
         AMQPValue::LongString(s) => Value::String(String::from_utf8_lossy(s.as_bytes()).into()),
         AMQPValue::FieldArray(a) => Value::Array(a.as_slice().iter().map(amqp_to_json).collect()),
-        AMQPValue::FieldTable(t) => {
-            Value::Object(headers_to_json(Some(t)).into_iter().collect())
-        }
+        AMQPValue::FieldTable(t) => Value::Object(headers_to_json(Some(t)).into_iter().collect()),
         AMQPValue::ByteArray(b) => Value::String(String::from_utf8_lossy(b.as_slice()).into()),
         AMQPValue::Void => Value::Null,
     }
@@ -229,7 +236,9 @@ fn json_to_amqp(v: &Value) -> AMQPValue {
             None => AMQPValue::Double(n.as_f64().unwrap_or(0.0)),
         },
         Value::String(s) => AMQPValue::LongString(LongString::from(s.as_bytes().to_vec())),
-        Value::Array(a) => AMQPValue::FieldArray(a.iter().map(json_to_amqp).collect::<Vec<_>>().into()),
+        Value::Array(a) => {
+            AMQPValue::FieldArray(a.iter().map(json_to_amqp).collect::<Vec<_>>().into())
+        }
         Value::Object(o) => {
             let h: Headers = o.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             AMQPValue::FieldTable(headers_to_amqp(&h))

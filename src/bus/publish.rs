@@ -47,13 +47,12 @@ impl Publisher {
         let props = lapin::ConnectionProperties::default()
             .enable_auto_recover()
             .with_connection_name(name.into());
-        let conn =
-            Connection::connect(uri, props)
-                .await
-                .map_err(|source| BusError::Connect {
-                    target: crate::config::redact_uri(uri),
-                    source,
-                })?;
+        let conn = Connection::connect(uri, props)
+            .await
+            .map_err(|source| BusError::Connect {
+                target: crate::config::redact_uri(uri),
+                source,
+            })?;
         let channel = conn
             .create_channel()
             .await
@@ -142,7 +141,10 @@ impl Publisher {
         let Some(confirm) = self.pending.pop_front() else {
             return Ok(());
         };
-        match confirm.await.map_err(BusError::amqp("awaiting a publisher confirm"))? {
+        match confirm
+            .await
+            .map_err(BusError::amqp("awaiting a publisher confirm"))?
+        {
             Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
             Confirmation::Ack(Some(_returned)) => {
                 self.report.unroutable += 1;
