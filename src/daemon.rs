@@ -13,7 +13,7 @@ use crate::bus::{self, BusError};
 use crate::config::{ConfigError, Settings};
 use crate::metrics;
 use crate::model::DeliveryMeta;
-use crate::pipeline::{self, AckHandle, BatchOptions, Incoming, Pipeline, PipelineError};
+use crate::pipeline::{self, AckHandle, BatchOptions, Incoming, Pipeline, PipelineError, Totals};
 use crate::shutdown::{self, Request, Shutdown};
 use crate::store::{StoreError, Writer, WriterOptions};
 use futures_lite::StreamExt;
@@ -47,16 +47,37 @@ pub async fn run(
     settings: Settings,
     config_path: Option<PathBuf>,
     reload_log: Option<LogReloader>,
-) -> Result<(), DaemonError> {
+) -> Result<Totals, DaemonError> {
+    let (stop_tx, stop) = Shutdown::new();
+    let mut signals = shutdown::listen().map_err(DaemonError::Signals)?;
+    let mut current = settings.clone();
+    let signal_task = tokio::spawn(async move {
+        while let Some(r) = signals.recv().await {
+            match r {
+                Request::Stop => {
+                    tracing::info!("stop requested; finishing the batch in hand");
+                    shutdown::notify_stopping();
+                    let _ = stop_tx.send(true);
+                }
+                Request::Reload => reload(&mut current, config_path.as_deref(), &reload_log),
+            }
+        }
+    });
+    let r = run_until(settings, stop).await;
+    signal_task.abort();
+    r
+}
+
+/// Run until `stop` is raised: consume, store, acknowledge. Returns what was stored.
+pub async fn run_until(settings: Settings, stop: Shutdown) -> Result<Totals, DaemonError> {
     if !settings.metrics.listen.is_empty() {
-        // validate() checked the address.
         let addr = settings
             .metrics
             .listen
             .parse()
             .map_err(|_| ConfigError::Key {
                 key: "metrics.listen".into(),
-                message: "not an address".into(),
+                message: format!("`{}` is not an address", settings.metrics.listen),
             })?;
         metrics::install(addr)?;
     }
@@ -76,57 +97,46 @@ pub async fn run(
     let (input, mut committed, threads) = pipeline.into_parts();
     let db_path = settings.store.path.clone();
     let acker = tokio::spawn(async move {
-        let mut last_size = std::time::Instant::now();
+        let mut totals = Totals::default();
+        let mut last_size: Option<std::time::Instant> = None;
         while let Some(c) = committed.recv().await {
             metrics::batch_committed(&c.stats, c.deliveries, c.commit_latency);
+            totals.add(&c);
+            let deliveries = c.deliveries;
             let (_ok, failed) = pipeline::acknowledge(c.acks).await;
             metrics::acks_failed(failed);
-            metrics::unacked_sub(c.deliveries);
-            if last_size.elapsed() > Duration::from_secs(10) {
+            metrics::unacked_sub(deliveries);
+            if last_size.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
                 metrics::database_size(&db_path);
-                last_size = std::time::Instant::now();
+                last_size = Some(std::time::Instant::now());
             }
         }
+        totals
     });
     let watchdog = shutdown::spawn_watchdog(liveness);
-
-    let (stop_tx, stop) = Shutdown::new();
-    let mut signals = shutdown::listen().map_err(DaemonError::Signals)?;
-    let mut current = settings.clone();
-    let signal_task = tokio::spawn(async move {
-        while let Some(r) = signals.recv().await {
-            match r {
-                Request::Stop => {
-                    tracing::info!("stop requested; finishing the batch in hand");
-                    shutdown::notify_stopping();
-                    let _ = stop_tx.send(true);
-                }
-                Request::Reload => reload(&mut current, config_path.as_deref(), &reload_log),
-            }
-        }
-    });
 
     let conn = supervise(&settings, &input, stop).await;
     // Stop feeding the pipeline; it commits what it holds and hands back the last acks.
     drop(input);
-    let drained = acker.await;
+    let totals = acker.await;
     if let Some(conn) = conn {
         let _ = conn.close(200, "cbtrail stopping".into()).await;
     }
     metrics::connection_up(false);
-    signal_task.abort();
     if let Some(w) = watchdog {
         w.abort();
     }
     let joined = tokio::task::spawn_blocking(move || threads.join())
         .await
         .map_err(|_| PipelineError::Panicked("pipeline"))?;
-    if drained.is_err() {
-        return Err(PipelineError::Panicked("ack").into());
-    }
+    let totals = totals.map_err(|_| PipelineError::Panicked("ack"))?;
     joined?;
-    tracing::info!("stopped");
-    Ok(())
+    tracing::info!(
+        deliveries = totals.deliveries,
+        events = totals.stats.events,
+        "stopped"
+    );
+    Ok(totals)
 }
 
 /// Keep a bus session up until a stop is requested; returns the open connection then, so the

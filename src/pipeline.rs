@@ -335,23 +335,28 @@ fn writer_loop(
 /// database's error) so that one bad record can never wedge ingest.
 fn commit_batch(
     writer: &mut Writer,
-    batch: Vec<Decoded>,
+    mut batch: Vec<Decoded>,
     shutting_down: bool,
 ) -> Result<Committed, StoreError> {
     let started = Instant::now();
     let deliveries = batch.len() as u64;
     let bytes = batch.iter().map(|d| d.body.len() as u64).sum();
-    let records: Vec<Record> = batch
-        .iter()
-        .flat_map(|d| d.records.iter().cloned())
-        .collect();
+    // Move (not clone) every record into one slice for the transaction; remember each delivery's
+    // range for the fallback below.
+    let mut records: Vec<Record> = Vec::with_capacity(batch.iter().map(|d| d.records.len()).sum());
+    let mut ranges = Vec::with_capacity(batch.len());
+    for d in &mut batch {
+        let start = records.len();
+        records.append(&mut d.records);
+        ranges.push(start..records.len());
+    }
     let stats = match write_with_retry(writer, &records, shutting_down, true) {
         Ok(stats) => stats,
         Err(e) => {
             tracing::warn!(error = %e, deliveries, "batch refused by the database; storing its deliveries one by one");
             let mut total = BatchStats::default();
-            for d in &batch {
-                let s = match write_with_retry(writer, &d.records, shutting_down, true) {
+            for (d, range) in batch.iter().zip(ranges) {
+                let s = match write_with_retry(writer, &records[range], shutting_down, true) {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::error!(error = %e, routing_key = %d.meta.routing_key, "delivery refused by the database; quarantining it");
