@@ -10,13 +10,27 @@
 //! | [`model`] | the records that flow between stages: events, binaries, notifications, quarantine |
 //! | [`decode`] | AMQP delivery → records: JSON notifications, single `CbEventMsg`, zip and bare bundles |
 //! | [`store`] | schema and migrations, the batch writer, read-only queries, retention and size |
+//! | [`capture`] | capture files on disk → deliveries (replay, publish) |
+//! | [`pipeline`] | decode thread → writer thread → committed batches, ack after commit |
+//! | [`bus`] | RabbitMQ connection, our queue and bindings, the publisher |
+//! | [`daemon`] | `cbtrail run`: supervisor, sessions, shutdown |
+//! | [`replay`] | `cbtrail replay`: offline ingest through the same pipeline |
+//! | [`config`] | settings from TOML and `CBTRAIL_*`, validation, cb.conf credentials |
+//! | [`shutdown`] | signals, shutdown flag, systemd notify and watchdog |
 //! | [`metrics`] | every Prometheus metric name, described once; typed recording functions |
 //!
 //! Data flow and the reliability rule (ack only after commit) are described in the README.
 
+pub mod bus;
+pub mod capture;
+pub mod config;
+pub mod daemon;
 pub mod decode;
 pub mod metrics;
 pub mod model;
+pub mod pipeline;
+pub mod replay;
+pub mod shutdown;
 pub mod store;
 
 /// Types generated from `proto/sensor_events.proto` (proto2, no package).

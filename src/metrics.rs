@@ -15,7 +15,7 @@
 //! Before [`install`] (tests, `cbtrail` subcommands that are not the daemon) every function is a cheap
 //! no-op: the `metrics` facade drops values when no recorder is installed.
 
-use crate::model::{EventType, QuarantineReason};
+use crate::model::{DeliveryMeta, EventType, QuarantineReason};
 use crate::store::BatchStats;
 use metrics::{
     Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
@@ -46,14 +46,16 @@ pub const NOTIFICATIONS_STORED: &str = "cbtrail_notifications_stored_total";
 pub const QUARANTINED: &str = "cbtrail_quarantined_total";
 /// Records whose key was already stored (redeliveries), counted and not stored again.
 pub const DUPLICATES: &str = "cbtrail_duplicates_ignored_total";
+/// Histogram: deliveries per committed batch.
+pub const BATCH_DELIVERIES: &str = "cbtrail_batch_deliveries";
 /// Histogram: records per committed batch.
 pub const BATCH_RECORDS: &str = "cbtrail_batch_records";
 /// Histogram: time to write and commit one batch.
 pub const COMMIT_DURATION: &str = "cbtrail_commit_duration_seconds";
 /// Gauge: deliveries received and not yet acked (in memory or being committed).
 pub const UNACKED: &str = "cbtrail_unacked_deliveries";
-/// Acks that did not reach the broker; label `reason` (`poisoned`: the channel was replaced by a
-/// reconnect and the delivery will come again; `error`: the ack call failed).
+/// Deliveries whose ack did not reach the broker (their channel was replaced by a reconnect, or the
+/// ack call failed): the broker redelivers them and the store ignores the copies.
 pub const ACK_FAILURES: &str = "cbtrail_ack_failures_total";
 /// Gauge: 1 while the bus connection and consumer are up, else 0.
 pub const BUS_CONNECTED: &str = "cbtrail_bus_connected";
@@ -84,6 +86,9 @@ pub const ALL_NAMES: &[&str] = &[
     NOTIFICATIONS_STORED,
     QUARANTINED,
     DUPLICATES,
+    "cbtrail_batch_deliveries_bucket",
+    "cbtrail_batch_deliveries_sum",
+    "cbtrail_batch_deliveries_count",
     "cbtrail_batch_records_bucket",
     "cbtrail_batch_records_sum",
     "cbtrail_batch_records_count",
@@ -177,6 +182,12 @@ pub const FAMILIES: &[Family] = &[
         help: "Records already stored (redeliveries) that were ignored.",
     },
     Family {
+        name: BATCH_DELIVERIES,
+        kind: Kind::Histogram,
+        unit: Unit::Count,
+        help: "AMQP deliveries per committed batch.",
+    },
+    Family {
         name: BATCH_RECORDS,
         kind: Kind::Histogram,
         unit: Unit::Count,
@@ -198,7 +209,7 @@ pub const FAMILIES: &[Family] = &[
         name: ACK_FAILURES,
         kind: Kind::Counter,
         unit: Unit::Count,
-        help: "Acks that did not reach the broker (poisoned: channel replaced by a reconnect, the deliveries come again; error: the ack call failed).",
+        help: "Deliveries whose ack did not reach the broker (channel replaced by a reconnect, or the ack failed); they are redelivered and stored once.",
     },
     Family {
         name: BUS_CONNECTED,
@@ -250,6 +261,10 @@ pub const FAMILIES: &[Family] = &[
     },
 ];
 
+/// Batch sizes in deliveries (the configured batch size is 1,000 by default).
+const BATCH_DELIVERY_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0, 5000.0,
+];
 /// Batch sizes in records. A single zip bundle can carry hundreds of events, so the top buckets are
 /// well above the delivery batch size.
 const BATCH_BUCKETS: &[f64] = &[
@@ -309,6 +324,11 @@ pub fn install(addr: SocketAddr) -> Result<(), MetricsError> {
     PrometheusBuilder::new()
         .with_http_listener(addr)
         .with_recommended_naming(false)
+        .set_buckets_for_metric(
+            Matcher::Full(BATCH_DELIVERIES.to_owned()),
+            BATCH_DELIVERY_BUCKETS,
+        )
+        .map_err(err)?
         .set_buckets_for_metric(Matcher::Full(BATCH_RECORDS.to_owned()), BATCH_BUCKETS)
         .map_err(err)?
         .set_buckets_for_metric(Matcher::Full(COMMIT_DURATION.to_owned()), COMMIT_BUCKETS)
@@ -339,11 +359,9 @@ fn register() {
     for state in ExportState::ALL {
         counter!(EXPORT_JOBS, "state" => state.as_str()).increment(0);
     }
-    for reason in AckFailure::ALL {
-        counter!(ACK_FAILURES, "reason" => reason.as_str()).increment(0);
-    }
     counter!(BINARIES_STORED).increment(0);
     counter!(DUPLICATES).increment(0);
+    counter!(ACK_FAILURES).increment(0);
     counter!(BUS_RECONNECTS).increment(0);
     gauge!(BUS_CONNECTED).set(0.0);
     gauge!(UNACKED).set(0.0);
@@ -353,19 +371,26 @@ fn register() {
     gauge!(LAST_EVENT).set(now);
 }
 
-/// One delivery consumed from `exchange` with AMQP content type `content_type` and a body of `bytes`.
-pub fn delivery(exchange: &str, content_type: Option<&str>, bytes: usize) {
-    let exchange = exchange_label(exchange);
-    counter!(DELIVERIES, "exchange" => exchange, "content_type" => content_type_label(content_type))
-        .increment(1);
+/// One delivery received (`bytes` of body): counted by exchange and content type, and unacked until
+/// [`unacked_sub`] says its batch was acknowledged.
+pub fn delivery(meta: &DeliveryMeta, bytes: usize) {
+    let exchange = exchange_label(&meta.exchange);
+    let content_type = content_type_label(meta.content_type.as_deref());
+    counter!(DELIVERIES, "exchange" => exchange, "content_type" => content_type).increment(1);
     counter!(CONSUMED_BYTES, "exchange" => exchange).increment(bytes as u64);
+    gauge!(UNACKED).increment(1.0);
     gauge!(LAST_DELIVERY).set(unix_seconds());
 }
 
-/// A batch committed with `stats` (what was new, duplicates, quarantine) after `latency` spent writing
-/// and committing it. Notifications by kind come separately through [`notifications_stored`], since
-/// [`BatchStats`] counts them only in total.
-pub fn batch_committed(stats: &BatchStats, latency: Duration) {
+/// `n` deliveries left the unacked set (their batch's acks were sent, successfully or not).
+pub fn unacked_sub(n: u64) {
+    gauge!(UNACKED).decrement(n as f64);
+}
+
+/// A batch of `deliveries` committed with `stats` (what was new, duplicates, quarantine) after
+/// `latency` spent writing and committing it. Notifications by kind come separately through
+/// [`notifications_stored`], since [`BatchStats`] counts them only in total.
+pub fn batch_committed(stats: &BatchStats, deliveries: u64, latency: Duration) {
     for (t, n) in &stats.events_by_type {
         counter!(EVENTS_STORED, "type" => t.as_str()).increment(*n);
     }
@@ -376,6 +401,7 @@ pub fn batch_committed(stats: &BatchStats, latency: Duration) {
     counter!(DUPLICATES).increment(stats.duplicates);
     let records =
         stats.events + stats.binaries + stats.notifications + stats.quarantined + stats.duplicates;
+    histogram!(BATCH_DELIVERIES).record(deliveries as f64);
     histogram!(BATCH_RECORDS).record(records as f64);
     histogram!(COMMIT_DURATION).record(latency.as_secs_f64());
     if stats.events > 0 {
@@ -388,44 +414,18 @@ pub fn notifications_stored(kind: &str, count: u64) {
     counter!(NOTIFICATIONS_STORED, "kind" => kind_label(kind)).increment(count);
 }
 
-/// Deliveries currently received and not yet acked.
-pub fn unacked_deliveries(count: usize) {
-    gauge!(UNACKED).set(count as f64);
-}
-
-/// Why an ack did not reach the broker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AckFailure {
-    /// lapin returned `Ok(false)`: the delivery belongs to a channel replaced by a reconnect; the broker
-    /// redelivers it and the idempotent store ignores the copy.
-    Poisoned,
-    /// The ack call returned an error.
-    Error,
-}
-
-impl AckFailure {
-    pub const ALL: [AckFailure; 2] = [AckFailure::Poisoned, AckFailure::Error];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AckFailure::Poisoned => "poisoned",
-            AckFailure::Error => "error",
-        }
-    }
-}
-
-/// `count` deliveries whose ack failed (a `multiple=true` ack that fails counts every delivery in it).
-pub fn ack_failed(reason: AckFailure, count: u64) {
-    counter!(ACK_FAILURES, "reason" => reason.as_str()).increment(count);
+/// `n` deliveries whose ack did not reach the broker.
+pub fn acks_failed(n: u64) {
+    counter!(ACK_FAILURES).increment(n);
 }
 
 /// The bus connection and consumer are up (`true`) or lost (`false`).
-pub fn bus_connected(up: bool) {
+pub fn connection_up(up: bool) {
     gauge!(BUS_CONNECTED).set(if up { 1.0 } else { 0.0 });
 }
 
 /// The connection was re-established after a loss.
-pub fn bus_reconnected() {
+pub fn reconnect() {
     counter!(BUS_RECONNECTS).increment(1);
 }
 
@@ -468,22 +468,20 @@ pub fn export_finished(ok: bool, latency: Duration) {
     histogram!(EXPORT_DURATION).record(latency.as_secs_f64());
 }
 
-/// Database file sizes in bytes.
-pub fn database_size(main_bytes: u64, wal_bytes: u64) {
-    gauge!(DATABASE_SIZE, "file" => "main").set(main_bytes as f64);
-    gauge!(DATABASE_SIZE, "file" => "wal").set(wal_bytes as f64);
-}
-
-/// Read the sizes of the database at `path` and its `-wal` file from the filesystem and record them.
-/// A missing WAL (checkpointed and closed, or not WAL mode) counts as 0; a missing main file is
-/// reported as the error.
-pub fn observe_database_files(path: &Path) -> std::io::Result<()> {
-    let main = std::fs::metadata(path)?.len();
-    let mut wal_path = path.as_os_str().to_owned();
-    wal_path.push("-wal");
-    let wal = std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0);
-    database_size(main, wal);
-    Ok(())
+/// Record the sizes of the database at `path` and its `-wal` file. A missing WAL (checkpointed and
+/// closed, or not WAL mode) counts as 0. If the main file cannot be read the gauges keep their last
+/// value and the reason is logged at debug level (this runs every few seconds).
+pub fn database_size(path: &Path) {
+    match std::fs::metadata(path) {
+        Ok(m) => {
+            let mut wal_path = path.as_os_str().to_owned();
+            wal_path.push("-wal");
+            let wal = std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0);
+            gauge!(DATABASE_SIZE, "file" => "main").set(m.len() as f64);
+            gauge!(DATABASE_SIZE, "file" => "wal").set(wal as f64);
+        }
+        Err(e) => tracing::debug!(path = %path.display(), error = %e, "database size unknown"),
+    }
 }
 
 fn unix_seconds() -> f64 {
@@ -642,8 +640,13 @@ mod tests {
     #[test]
     fn recording_without_a_recorder_is_a_no_op() {
         // Library users and CLI subcommands never install the exporter; the functions must not fail.
-        delivery("api.events", Some("application/json"), 10);
-        batch_committed(&BatchStats::default(), Duration::from_millis(1));
+        let meta = DeliveryMeta {
+            exchange: "api.events".into(),
+            content_type: Some("application/json".into()),
+            ..DeliveryMeta::default()
+        };
+        delivery(&meta, 10);
+        batch_committed(&BatchStats::default(), 1, Duration::from_millis(1));
         notifications_stored("watchlist.hit.process", 1);
         export_finished(false, Duration::from_secs(1));
     }

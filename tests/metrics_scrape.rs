@@ -1,8 +1,8 @@
 //! The exporter as Prometheus sees it: install on a free loopback port, record one of everything,
 //! scrape over plain HTTP and check every name in `metrics::ALL_NAMES` with its `# TYPE` line.
 
-use cbtrail::metrics::{self, AckFailure, FAMILIES, Kind};
-use cbtrail::model::EventType;
+use cbtrail::metrics::{self, FAMILIES, Kind};
+use cbtrail::model::{DeliveryMeta, EventType};
 use cbtrail::store::BatchStats;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -45,8 +45,15 @@ async fn scrape_shows_every_name_with_its_type() {
     // A second install must fail cleanly (global recorder taken), not panic.
     assert!(metrics::install(free_port()).is_err());
 
-    metrics::delivery("api.rawsensordata", Some("application/zip"), 4620);
-    metrics::delivery("api.events", Some("application/json"), 100);
+    let meta = |exchange: &str, content_type: &str| DeliveryMeta {
+        exchange: exchange.into(),
+        content_type: Some(content_type.into()),
+        ..DeliveryMeta::default()
+    };
+    for _ in 0..9 {
+        metrics::delivery(&meta("api.rawsensordata", "application/zip"), 4620);
+    }
+    metrics::delivery(&meta("api.events", "application/json"), 100);
     let mut stats = BatchStats {
         events: 3,
         binaries: 1,
@@ -58,15 +65,20 @@ async fn scrape_shows_every_name_with_its_type() {
     stats.events_by_type.insert(EventType::Filemod, 2);
     stats.events_by_type.insert(EventType::Procstart, 1);
     stats.quarantined_by_reason.insert("bad_zip", 1);
-    metrics::batch_committed(&stats, Duration::from_millis(3));
+    metrics::batch_committed(&stats, 10, Duration::from_millis(3));
     metrics::notifications_stored("watchlist.hit.process", 1);
-    metrics::unacked_deliveries(7);
-    metrics::ack_failed(AckFailure::Poisoned, 5);
-    metrics::bus_connected(true);
-    metrics::bus_reconnected();
+    metrics::unacked_sub(3);
+    metrics::acks_failed(5);
+    metrics::connection_up(true);
+    metrics::reconnect();
     metrics::export_queued();
     metrics::export_finished(true, Duration::from_millis(250));
-    metrics::database_size(4096 * 10, 1024);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cbtrail.db");
+    std::fs::write(&db, vec![0u8; 4096 * 10]).unwrap();
+    std::fs::write(dir.path().join("cbtrail.db-wal"), vec![0u8; 1024]).unwrap();
+    metrics::database_size(&db);
+    metrics::database_size(&dir.path().join("missing.db"));
 
     let body = tokio::task::spawn_blocking(move || scrape(addr))
         .await
@@ -114,7 +126,7 @@ async fn scrape_shows_every_name_with_its_type() {
             &body,
             "cbtrail_consumed_bytes_total{exchange=\"api.rawsensordata\"}"
         ),
-        Some(4620.0)
+        Some(9.0 * 4620.0)
     );
     assert_eq!(sample(&body, "cbtrail_duplicates_ignored_total"), Some(2.0));
     assert_eq!(sample(&body, "cbtrail_batch_records_sum"), Some(8.0));
@@ -136,12 +148,14 @@ async fn scrape_shows_every_name_with_its_type() {
         ),
         Some(0.0)
     );
-    assert_eq!(sample(&body, "cbtrail_unacked_deliveries"), Some(7.0));
-    assert_eq!(sample(&body, "cbtrail_bus_connected"), Some(1.0));
     assert_eq!(
-        sample(&body, "cbtrail_ack_failures_total{reason=\"poisoned\"}"),
-        Some(5.0)
+        sample(&body, "cbtrail_unacked_deliveries"),
+        Some(7.0),
+        "10 received, 3 acked"
     );
+    assert_eq!(sample(&body, "cbtrail_batch_deliveries_sum"), Some(10.0));
+    assert_eq!(sample(&body, "cbtrail_bus_connected"), Some(1.0));
+    assert_eq!(sample(&body, "cbtrail_ack_failures_total"), Some(5.0));
     assert_eq!(
         sample(&body, "cbtrail_export_jobs_total{state=\"done\"}"),
         Some(1.0)
@@ -149,6 +163,10 @@ async fn scrape_shows_every_name_with_its_type() {
     assert_eq!(
         sample(&body, "cbtrail_database_size_bytes{file=\"main\"}"),
         Some(40960.0)
+    );
+    assert_eq!(
+        sample(&body, "cbtrail_database_size_bytes{file=\"wal\"}"),
+        Some(1024.0)
     );
     assert_eq!(
         sample(
