@@ -52,6 +52,15 @@ fi
 
 cargo build --release --locked "${target_args[@]}"
 
+# The release profile keeps line tables (~70 MB binary); the package drops the DWARF but keeps the
+# symbol table (~12 MB), so panics still name their functions.
+if "$musl"; then
+    bin="$target_dir/x86_64-unknown-linux-musl/release/cbtrail"
+else
+    bin="$target_dir/release/cbtrail"
+fi
+strip --strip-debug "$bin"
+
 out_dir="$target_dir/generate-rpm"
 mkdir -p "$out_dir"
 # gzip payload: readable by every rpm version in use on EL8/EL9 (zstd needs a newer rpm).
