@@ -23,6 +23,7 @@ use metrics::{
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Where the exporter listens unless configured otherwise: loopback only (Prometheus on the same host,
@@ -305,6 +306,10 @@ const MAX_KIND_LEN: usize = 64;
 /// Errors of [`install`].
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
+    /// A recorder is installed already (a second daemon in the same process, tests). Nothing was
+    /// bound; the first exporter keeps serving every metric.
+    #[error("metrics exporter on {addr}: an exporter is already installed in this process")]
+    AlreadyInstalled { addr: SocketAddr },
     #[error("metrics exporter on {addr}: {source}")]
     Exporter {
         addr: SocketAddr,
@@ -320,6 +325,21 @@ pub enum MetricsError {
 /// Describes every family, creates the known-label counters at zero, sets `cbtrail_build_info` and
 /// starts the "last delivery/event" clocks at now, so staleness alerts measure from process start.
 pub fn install(addr: SocketAddr) -> Result<(), MetricsError> {
+    // Checked before binding: the exporter binds its listener before it tries to become the global
+    // recorder, and a second one would be left serving an empty registry.
+    if INSTALLED.swap(true, Ordering::SeqCst) {
+        return Err(MetricsError::AlreadyInstalled { addr });
+    }
+    let result = build_and_install(addr);
+    if result.is_err() {
+        INSTALLED.store(false, Ordering::SeqCst);
+    }
+    result
+}
+
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+fn build_and_install(addr: SocketAddr) -> Result<(), MetricsError> {
     let err = |source| MetricsError::Exporter { addr, source };
     PrometheusBuilder::new()
         .with_http_listener(addr)

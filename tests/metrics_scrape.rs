@@ -39,11 +39,29 @@ fn sample(body: &str, prefix: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scrape_shows_every_name_with_its_type() {
+    // A port in use is an error from install itself, and does not use up the one installation.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let err = metrics::install(taken.local_addr().unwrap()).unwrap_err();
+    assert!(
+        matches!(err, metrics::MetricsError::Exporter { .. }),
+        "{err}"
+    );
+    drop(taken);
+
     let addr = free_port();
     metrics::install(addr).expect("install exporter");
 
-    // A second install must fail cleanly (global recorder taken), not panic.
-    assert!(metrics::install(free_port()).is_err());
+    // A second install fails cleanly without binding anything.
+    let second = free_port();
+    let err = metrics::install(second).unwrap_err();
+    assert!(
+        matches!(err, metrics::MetricsError::AlreadyInstalled { .. }),
+        "{err}"
+    );
+    assert!(
+        TcpListener::bind(second).is_ok(),
+        "second install bound its port"
+    );
 
     let meta = |exchange: &str, content_type: &str| DeliveryMeta {
         exchange: exchange.into(),
