@@ -9,10 +9,12 @@
 //! | [`proto`] | prost types generated from `proto/sensor_events.proto` |
 //! | [`model`] | the records that flow between stages: events, binaries, notifications, quarantine |
 //! | [`decode`] | AMQP delivery → records: JSON notifications, single `CbEventMsg`, zip and bare bundles |
+//! | [`capture`] | capture files on disk (JSON, protobuf, zip + pika property dumps, bundles) → deliveries for replay and publish |
 //! | [`store`] | schema and migrations, the batch writer, read-only queries |
 //!
 //! Data flow and the reliability rule (ack only after commit) are described in the README.
 
+pub mod capture;
 pub mod decode;
 pub mod model;
 pub mod store;
