@@ -12,7 +12,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use zip::ZipArchive;
 
-use super::protobuf::{HeaderEnv, decode_message};
+use super::protobuf::{HeaderEnv, SeenFacts, decode_in_delivery};
 use crate::model::{DeliveryMeta, QuarantineReason, Quarantined, Record};
 
 /// Largest member we inflate. Real members are a few KiB; a member claiming more is a zip bomb or
@@ -155,6 +155,7 @@ fn decode_bundle(
 ) {
     let mut offset = 0usize;
     let mut index = 0usize;
+    let mut seen = SeenFacts::default();
     while offset < data.len() {
         let rest = &data[offset..];
         let Some((prefix, payload)) = rest.split_first_chunk::<4>() else {
@@ -184,7 +185,7 @@ fn decode_bundle(
             ));
             return;
         };
-        match decode_message(record, env) {
+        match decode_in_delivery(record, env, &mut seen) {
             Ok(r) => out.push(r),
             Err(e) => out.push(quarantine(
                 meta,
@@ -195,5 +196,231 @@ fn decode_bundle(
         }
         offset += 4 + len;
         index += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use prost::Message;
+    use zip::write::SimpleFileOptions;
+
+    use super::*;
+    use crate::decode::{RAW_EXCHANGE, decode};
+    use crate::model::{EventType, QuarantineReason};
+    use crate::proto::{CbEventMsg, CbHeaderMsg, CbRegModMsg};
+
+    fn meta(content_type: &str) -> DeliveryMeta {
+        let mut m = DeliveryMeta {
+            exchange: RAW_EXCHANGE.to_owned(),
+            routing_key: String::new(),
+            content_type: Some(content_type.to_owned()),
+            ..DeliveryMeta::default()
+        };
+        m.headers.insert("sensorId".into(), 4.into());
+        m.headers.insert("sensorHostName".into(), "HOST".into());
+        m
+    }
+
+    fn record(i: i64) -> Vec<u8> {
+        CbEventMsg {
+            header: CbHeaderMsg {
+                version: 4,
+                timestamp: Some(130921710236713495 + i),
+                process_pid: Some(100),
+                process_create_time: Some(130921710236713495),
+                ..CbHeaderMsg::default()
+            },
+            regmod: Some(CbRegModMsg {
+                action: Some(1),
+                ..CbRegModMsg::default()
+            }),
+            ..CbEventMsg::default()
+        }
+        .encode_to_vec()
+    }
+
+    fn frame(records: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for r in records {
+            out.extend_from_slice(&(r.len() as u32).to_le_bytes());
+            out.extend_from_slice(r);
+        }
+        out
+    }
+
+    fn zip(members: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        for (name, data) in members {
+            w.start_file(*name, SimpleFileOptions::default()).unwrap();
+            w.write_all(data).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    fn quarantines(recs: &[Record]) -> Vec<&Quarantined> {
+        recs.iter()
+            .filter_map(|r| match r {
+                Record::Quarantined(q) => Some(&**q),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn events(recs: &[Record]) -> usize {
+        recs.iter()
+            .filter(|r| matches!(r, Record::Event(_)))
+            .count()
+    }
+
+    #[test]
+    fn bare_bundle_with_a_bad_record_keeps_the_others() {
+        let garbage = vec![0xff, 0xff, 0xff];
+        let body = frame(&[record(1), garbage.clone(), record(2)]);
+        let recs = decode(&meta("application/protobuf"), &body);
+        assert_eq!(recs.len(), 3);
+        assert_eq!(events(&recs), 2);
+        let q = quarantines(&recs);
+        assert_eq!(q[0].reason, QuarantineReason::BadProtobuf);
+        assert_eq!(q[0].body, garbage, "only the bad record's bytes");
+        assert!(q[0].error.contains("record 1 at offset"), "{}", q[0].error);
+        // Zip bundles carry no env: identity comes from the AMQP headers.
+        let Record::Event(e) = &recs[0] else { panic!() };
+        assert_eq!(e.sensor_id, Some(4));
+        assert_eq!(e.hostname.as_deref(), Some("HOST"));
+        assert_eq!(e.event_type, Some(EventType::Regmod));
+    }
+
+    #[test]
+    fn overrun_and_trailing_bytes_are_framing_errors() {
+        let mut body = frame(&[record(1), record(2)]);
+        let good = body.len();
+        body.extend_from_slice(&1000u32.to_le_bytes());
+        body.extend_from_slice(b"short");
+        let recs = decode(&meta("application/zip"), &body);
+        assert_eq!(events(&recs), 2);
+        let q = quarantines(&recs);
+        assert_eq!(q.len(), 1);
+        assert_eq!(q[0].reason, QuarantineReason::BadFraming);
+        assert_eq!(q[0].body, body, "the whole delivery body");
+        assert!(
+            q[0].error.contains(&format!("offset {good}")),
+            "{}",
+            q[0].error
+        );
+        assert!(q[0].error.contains("bare bundle"), "{}", q[0].error);
+
+        let mut body = frame(&[record(1)]);
+        body.extend_from_slice(&[1, 2]);
+        let recs = decode(&meta("application/protobuf"), &body);
+        assert_eq!(events(&recs), 1);
+        let q = quarantines(&recs);
+        assert_eq!(q[0].reason, QuarantineReason::BadFraming);
+        assert!(q[0].error.contains("2 trailing bytes"), "{}", q[0].error);
+    }
+
+    #[test]
+    fn zero_length_record_is_quarantined() {
+        let body = frame(&[Vec::new()]);
+        let recs = decode(&meta("application/protobuf"), &body);
+        let q = quarantines(&recs);
+        assert_eq!(recs.len(), 1);
+        assert_eq!(q[0].reason, QuarantineReason::BadProtobuf);
+        assert!(q[0].body.is_empty());
+    }
+
+    #[test]
+    fn empty_bodies_are_quarantined() {
+        for ct in ["application/protobuf", "application/zip"] {
+            let recs = decode(&meta(ct), b"");
+            let q = quarantines(&recs);
+            assert_eq!(recs.len(), 1, "{ct}");
+            assert_eq!(q[0].reason, QuarantineReason::BadFraming, "{ct}");
+        }
+    }
+
+    #[test]
+    fn zip_members_are_bundles() {
+        let a = frame(&[record(1), record(2)]);
+        let b = frame(&[record(3)]);
+        let body = zip(&[("EventLog_1.log", &a), ("EventLog_2.log", &b)]);
+        assert!(looks_like_zip(&body));
+        let recs = decode(&meta("application/zip"), &body);
+        assert_eq!(events(&recs), 3);
+        assert!(quarantines(&recs).is_empty());
+        // The same bytes announced as protobuf on the raw exchange are also opened as a zip.
+        assert_eq!(decode(&meta("application/protobuf"), &body), recs);
+    }
+
+    #[test]
+    fn bad_member_is_quarantined_and_others_kept() {
+        let a = frame(&[record(1)]);
+        let b = frame(&[record(2)]);
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let stored =
+            SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        for (name, data) in [("good", &a), ("bad", &b)] {
+            w.start_file(name, stored).unwrap();
+            w.write_all(data).unwrap();
+        }
+        let mut body = w.finish().unwrap().into_inner();
+        // Flip a byte inside the second member's stored data: its CRC check must fail.
+        let local = body
+            .windows(4)
+            .enumerate()
+            .filter(|(_, w)| *w == b"PK\x03\x04")
+            .map(|(i, _)| i)
+            .nth(1)
+            .unwrap();
+        let name_len = u16::from_le_bytes([body[local + 26], body[local + 27]]) as usize;
+        let extra_len = u16::from_le_bytes([body[local + 28], body[local + 29]]) as usize;
+        body[local + 30 + name_len + extra_len + 6] ^= 0xff;
+        let recs = decode(&meta("application/zip"), &body);
+        let q = quarantines(&recs);
+        assert_eq!(q.len(), 1, "{q:?}");
+        assert_eq!(q[0].reason, QuarantineReason::BadZip);
+        assert_eq!(q[0].body, body, "the whole delivery body");
+        assert!(q[0].error.contains("\"bad\""), "{}", q[0].error);
+        assert_eq!(events(&recs), 1, "the good member still decodes");
+    }
+
+    #[test]
+    fn broken_and_empty_zips() {
+        let a = frame(&[record(1)]);
+        let body = zip(&[("m", &a)]);
+        let truncated = &body[..body.len() / 2];
+        let recs = decode(&meta("application/zip"), truncated);
+        let q = quarantines(&recs);
+        assert_eq!(recs.len(), 1);
+        assert_eq!(q[0].reason, QuarantineReason::BadZip);
+        assert_eq!(q[0].body, truncated);
+
+        let empty = zip(&[]);
+        assert!(looks_like_zip(&empty));
+        let recs = decode(&meta("application/zip"), &empty);
+        let q = quarantines(&recs);
+        assert_eq!(recs.len(), 1);
+        assert_eq!(q[0].reason, QuarantineReason::BadZip);
+        assert!(q[0].error.contains("no file members"), "{}", q[0].error);
+
+        let hollow = zip(&[("m", b"")]);
+        let recs = decode(&meta("application/zip"), &hollow);
+        let q = quarantines(&recs);
+        assert_eq!(recs.len(), 1);
+        assert!(q[0].error.contains("hold no records"), "{}", q[0].error);
+    }
+
+    #[test]
+    fn framing_error_names_the_member() {
+        let mut a = frame(&[record(1)]);
+        a.extend_from_slice(&[9]);
+        let body = zip(&[("EventLog_x.log", &a)]);
+        let recs = decode(&meta("application/zip"), &body);
+        let q = quarantines(&recs);
+        assert_eq!(events(&recs), 1);
+        assert_eq!(q[0].reason, QuarantineReason::BadFraming);
+        assert!(q[0].error.contains("EventLog_x.log"), "{}", q[0].error);
+        assert_eq!(q[0].body, body);
     }
 }

@@ -168,12 +168,13 @@ pub fn ipv6_from_sensor(high: u64, low: u64, scope: Option<&str>) -> String {
 
 /// Raw hash bytes → upper-case hex.
 pub fn hex_upper(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
+    let mut out = Vec::with_capacity(bytes.len() * 2);
     for b in bytes {
-        s.push(HEX_UPPER[(b >> 4) as usize] as char);
-        s.push(HEX_UPPER[(b & 0xf) as usize] as char);
+        out.push(HEX_UPPER[(b >> 4) as usize]);
+        out.push(HEX_UPPER[(b & 0xf) as usize]);
     }
-    s
+    // Only ASCII hex digits were pushed.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Raw hash bytes → upper-case hex, `None` when absent or empty (an empty hash is no hash).

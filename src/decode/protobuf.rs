@@ -10,6 +10,7 @@
 //! the record key can be computed over the message *without* env. That makes the same event arriving
 //! via `api.events` (env set by the server) and via `api.rawsensordata` (no env) one row.
 
+use std::collections::HashMap;
 use std::ops::Range;
 
 use prost::Message;
@@ -193,25 +194,68 @@ fn without_env<'a>(buf: &'a [u8], env: &[Range<usize>]) -> std::borrow::Cow<'a, 
 // ---------------------------------------------------------------------------------------------
 // Decoding
 
-/// Decode one `CbEventMsg`. `Err` carries a text saying what failed (the caller quarantines it).
+/// Per-delivery memory of the `Observed` facts already emitted, by process GUID.
+///
+/// A bundle holds hundreds of events of a handful of processes, and every event's header repeats
+/// the same facts about its process. Emitting them once per delivery (again only when they change)
+/// gives the store the same knowledge for a fraction of the allocations; the store merges facts by
+/// GUID and rank, so which event of the delivery carries them does not matter.
+#[derive(Debug, Default)]
+pub(crate) struct SeenFacts(HashMap<String, ProcessFacts>);
+
+impl SeenFacts {
+    /// Were exactly these header facts about `ev`'s process already emitted in this delivery?
+    /// Compared field by field before anything is cloned: that is the point.
+    fn is_known(
+        &self,
+        ev: &Event,
+        guid: &str,
+        hostname: Option<&str>,
+        start_ms: Option<i64>,
+    ) -> bool {
+        self.0.get(guid).is_some_and(|f| {
+            f.sensor_id == ev.sensor_id
+                && f.hostname.as_deref() == hostname
+                && f.pid == ev.pid
+                && f.path == ev.process_path
+                && f.md5 == ev.process_md5
+                && f.sha256 == ev.process_sha256
+                && f.start_ms == start_ms
+        })
+    }
+}
+
+/// Decode one `CbEventMsg` on its own (an `api.events` delivery).
 pub(crate) fn decode_message(bytes: &[u8], fallback: &HeaderEnv) -> Result<Record, String> {
+    decode_in_delivery(bytes, fallback, &mut SeenFacts::default())
+}
+
+/// Decode one `CbEventMsg` of a delivery. `Err` carries a text saying what failed (the caller
+/// quarantines it).
+pub(crate) fn decode_in_delivery(
+    bytes: &[u8],
+    fallback: &HeaderEnv,
+    seen: &mut SeenFacts,
+) -> Result<Record, String> {
     let scan = scan_top_level(bytes).map_err(|e| format!("malformed protobuf: {e}"))?;
     if !scan.has_header {
         return Err("CbEventMsg lacks its required header (field 1)".to_owned());
     }
-    let msg = CbEventMsg::decode(bytes).map_err(|e| format!("CbEventMsg decode failed: {e}"))?;
+    let mut msg =
+        CbEventMsg::decode(bytes).map_err(|e| format!("CbEventMsg decode failed: {e}"))?;
+    // Moved out rather than copied: the message is dropped at the end anyway.
+    let header_path = msg.header.process_path.take().filter(|p| !p.is_empty());
 
     let endpoint = msg.env.as_ref().and_then(|e| e.endpoint.as_ref());
     let sensor_id = endpoint
         .and_then(|e| e.sensor_id)
         .map(i64::from)
         .or(fallback.sensor_id);
+    let host_id = endpoint.and_then(|e| e.host_id).or(fallback.host_id);
     let hostname = endpoint
         .and_then(|e| e.sensor_host_name.as_deref())
         .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .or_else(|| fallback.hostname.clone());
-    let host_id = endpoint.and_then(|e| e.host_id).or(fallback.host_id);
+        .or(fallback.hostname.as_deref());
     let node_id = msg
         .env
         .as_ref()
@@ -220,13 +264,14 @@ pub(crate) fn decode_message(bytes: &[u8], fallback: &HeaderEnv) -> Result<Recor
         .map(i64::from)
         .or(fallback.node_id);
 
-    let sensor_text = sensor_id.map(|s| s.to_string()).unwrap_or_default();
-    let key = record_key(&[sensor_text.as_bytes(), &without_env(bytes, &scan.env)]);
+    let mut digits = [0u8; 20];
+    let sensor_text = sensor_id.map_or(&[][..], |s| decimal(s, &mut digits));
+    let key = record_key(&[sensor_text, &without_env(bytes, &scan.env)]);
 
     let ctx = Ctx {
         msg: &msg,
         sensor_id,
-        hostname: hostname.as_deref(),
+        hostname,
         timestamp_ms: filetime_to_unix_ms(msg.header.timestamp.unwrap_or(0)),
     };
 
@@ -237,30 +282,52 @@ pub(crate) fn decode_message(bytes: &[u8], fallback: &HeaderEnv) -> Result<Recor
     if let Some(Payload::Module(m)) = primary {
         let mut b = binary(&ctx, m)?;
         b.key = key;
-        if let Value::Object(d) = &mut b.details {
-            add_extras(d, &ctx, &extras);
-            env_details(d, host_id, node_id);
-        }
+        let mut d = module_details(m);
+        add_extras(&mut d, &ctx, &extras);
+        env_details(&mut d, host_id, node_id);
+        b.details = d.into_value();
         return Ok(Record::Binary(Box::new(b)));
     }
 
-    let mut ev = Event {
+    let h = &msg.header;
+    let mut ev = Box::new(Event {
         key,
         timestamp_ms: ctx.timestamp_ms,
         sensor_id,
-        hostname: hostname.clone(),
+        process_guid: ctx.own_guid(),
+        pid: h.process_pid.map(i64::from),
+        process_path: header_path
+            .or_else(|| lookup_string(&msg.strings, h.process_filepath_string_guid)),
+        process_md5: hash_hex(h.process_md5.as_deref()),
+        process_sha256: hash_hex(h.process_sha256.as_deref()),
         ..Event::default()
-    };
-    let h = &msg.header;
-    ev.process_guid = ctx.own_guid();
-    ev.pid = h.process_pid.map(i64::from);
-    ev.process_path = nonempty(h.process_path.as_deref())
-        .map(str::to_owned)
-        .or_else(|| lookup_string(&msg.strings, h.process_filepath_string_guid));
-    ev.process_md5 = hash_hex(h.process_md5.as_deref());
-    ev.process_sha256 = hash_hex(h.process_sha256.as_deref());
+    });
 
-    let mut d = Map::new();
+    // Every event with a process GUID teaches what its header says about that process (once per
+    // delivery, see `SeenFacts`); procstart/procend emit a higher-ranked fact with these fields.
+    let start_ms = filetime_to_start_ms(h.process_create_time);
+    if let Some(guid) = &ev.process_guid
+        && !matches!(primary, Some(Payload::Process(_)))
+        && !seen.is_known(&ev, guid, ctx.hostname, start_ms)
+    {
+        let own = ProcessFacts {
+            guid: guid.clone(),
+            rank: Some(FactRank::Observed),
+            sensor_id,
+            hostname: ctx.hostname.map(str::to_owned),
+            pid: ev.pid,
+            path: ev.process_path.clone(),
+            md5: ev.process_md5.clone(),
+            sha256: ev.process_sha256.clone(),
+            start_ms,
+            ..ProcessFacts::default()
+        };
+        seen.0.insert(own.guid.clone(), own.clone());
+        push_fact(&mut ev.processes, own);
+    }
+    ev.hostname = ctx.hostname.map(str::to_owned);
+
+    let mut d = Details::default();
     match primary {
         Some(p) => fill(&mut ev, &mut d, &ctx, p),
         None => ev.event_type = Some(EventType::HeaderOnly),
@@ -270,31 +337,28 @@ pub(crate) fn decode_message(bytes: &[u8], fallback: &HeaderEnv) -> Result<Recor
     }
     add_extras(&mut d, &ctx, &extras);
     env_details(&mut d, host_id, node_id);
-    ev.details = Value::Object(d);
+    ev.details = d.into_value();
+    Ok(Record::Event(ev))
+}
 
-    // Every event with a process GUID teaches what its header says about that process; procstart
-    // and procend already emitted a higher-ranked fact carrying the same fields.
-    if let Some(guid) = &ev.process_guid
-        && !matches!(
-            ev.event_type,
-            Some(EventType::Procstart | EventType::Procend)
-        )
-    {
-        let own = ProcessFacts {
-            guid: guid.clone(),
-            rank: Some(FactRank::Observed),
-            sensor_id,
-            hostname: hostname.clone(),
-            pid: ev.pid,
-            path: ev.process_path.clone(),
-            md5: ev.process_md5.clone(),
-            sha256: ev.process_sha256.clone(),
-            start_ms: filetime_to_start_ms(h.process_create_time),
-            ..ProcessFacts::default()
-        };
-        ev.processes.insert(0, own);
+/// `v` in decimal, written into `buf` (no allocation; this runs for every record).
+fn decimal(v: i64, buf: &mut [u8; 20]) -> &[u8] {
+    let neg = v < 0;
+    let mut n = v.unsigned_abs();
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
     }
-    Ok(Record::Event(Box::new(ev)))
+    if neg {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    &buf[i..]
 }
 
 /// The message and identity every payload renderer needs.
@@ -419,33 +483,35 @@ fn payloads(m: &CbEventMsg) -> impl Iterator<Item = Payload<'_>> {
 
 /// A message with more than one payload set is not seen in practice; the ones after the first
 /// are still kept, rendered under `details.other_payloads.<field name>`.
-fn add_extras(d: &mut Map<String, Value>, ctx: &Ctx<'_>, extras: &[Payload<'_>]) {
+fn add_extras(d: &mut Details, ctx: &Ctx<'_>, extras: &[Payload<'_>]) {
     if extras.is_empty() {
         return;
     }
-    let mut others = Map::new();
+    let mut others = Details::default();
     for p in extras {
         let details = match p {
             Payload::Module(m) => module_details(m),
             p => {
                 let mut scratch = Event::default();
-                let mut sd = Map::new();
+                let mut sd = Details::default();
                 fill(&mut scratch, &mut sd, ctx, *p);
                 sd
             }
         };
-        others.insert(p.field_name().to_owned(), Value::Object(details));
+        others.insert(p.field_name(), details.into_value());
     }
-    d.insert("other_payloads".to_owned(), Value::Object(others));
+    d.insert("other_payloads", others.into_value());
 }
 
-fn env_details(d: &mut Map<String, Value>, host_id: Option<i64>, node_id: Option<i64>) {
-    put_opt(d, "host_id", host_id);
-    put_opt(d, "node_id", node_id);
+/// The endpoint's host id and the server node id, when they say something: on a single-node
+/// server both are 0 for every event, and two map entries per event are not free.
+fn env_details(d: &mut Details, host_id: Option<i64>, node_id: Option<i64>) {
+    put_opt(d, "host_id", host_id.filter(|&h| h != 0));
+    put_opt(d, "node_id", node_id.filter(|&n| n != 0));
 }
 
 /// Render one payload into the event's typed fields, `details` and process facts.
-fn fill(ev: &mut Event, d: &mut Map<String, Value>, ctx: &Ctx<'_>, p: Payload<'_>) {
+fn fill(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, p: Payload<'_>) {
     match p {
         Payload::Process(m) => process(ev, d, ctx, m),
         Payload::Modload(m) => modload(ev, d, ctx, m),
@@ -491,7 +557,7 @@ fn fill(ev: &mut Event, d: &mut Map<String, Value>, ctx: &Ctx<'_>, p: Payload<'_
         Payload::Blocked(m) => blocked(ev, d, ctx, m),
         Payload::Module(m) => {
             // Only reached for a module rendered as a secondary payload of an event.
-            d.extend(module_details(m));
+            d.0.extend(module_details(m).0);
         }
         Payload::Stats(m) => {
             ev.event_type = Some(EventType::Stats);
@@ -591,7 +657,7 @@ fn fill(ev: &mut Event, d: &mut Map<String, Value>, ctx: &Ctx<'_>, p: Payload<'_
     }
 }
 
-fn process(ev: &mut Event, d: &mut Map<String, Value>, ctx: &Ctx<'_>, m: &CbProcessMsg) {
+fn process(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, m: &CbProcessMsg) {
     let h = &ctx.msg.header;
     let started = m.created.unwrap_or(false);
     ev.event_type = Some(if started {
@@ -637,7 +703,7 @@ fn process(ev: &mut Event, d: &mut Map<String, Value>, ctx: &Ctx<'_>, m: &CbProc
     put_opt(d, "actions_are_from_gpo", m.actions_are_from_gpo);
     put_opt(d, "logon_type", m.logon_type);
     if !m.actions.is_empty() {
-        d.insert("actions".to_owned(), emet_actions(&m.actions));
+        d.insert("actions", emet_actions(&m.actions));
     }
 
     if let Some(guid) = ev.process_guid.clone() {
@@ -653,7 +719,7 @@ fn process(ev: &mut Event, d: &mut Map<String, Value>, ctx: &Ctx<'_>, m: &CbProc
         if !started && ctx.timestamp_ms != 0 {
             f.end_ms = Some(ctx.timestamp_ms);
         }
-        ev.processes.push(f);
+        push_fact(&mut ev.processes, f);
     }
     if let Some(pg) = parent_guid {
         let mut f = ctx.facts(pg, FactRank::ParentReference);
@@ -662,11 +728,11 @@ fn process(ev: &mut Event, d: &mut Map<String, Value>, ctx: &Ctx<'_>, m: &CbProc
         f.md5 = parent_md5;
         f.sha256 = parent_sha256;
         f.start_ms = filetime_to_start_ms(m.parent_create_time);
-        ev.processes.push(f);
+        push_fact(&mut ev.processes, f);
     }
 }
 
-fn modload(ev: &mut Event, d: &mut Map<String, Value>, ctx: &Ctx<'_>, m: &CbModuleLoadMsg) {
+fn modload(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, m: &CbModuleLoadMsg) {
     ev.event_type = Some(EventType::Modload);
     ev.path = ctx
         .filepath()
@@ -685,7 +751,7 @@ fn modload(ev: &mut Event, d: &mut Map<String, Value>, ctx: &Ctx<'_>, m: &CbModu
     put_opt(d, "image_size", m.image_size);
 }
 
-fn filemod(ev: &mut Event, d: &mut Map<String, Value>, ctx: &Ctx<'_>, m: &CbFileModMsg) {
+fn filemod(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, m: &CbFileModMsg) {
     ev.event_type = Some(EventType::Filemod);
     ev.path = ctx.filepath();
     ev.action = m.action.map(|a| {
@@ -714,7 +780,7 @@ fn filemod(ev: &mut Event, d: &mut Map<String, Value>, ctx: &Ctx<'_>, m: &CbFile
     put_opt(d, "guid", m.guid);
 }
 
-fn regmod(ev: &mut Event, d: &mut Map<String, Value>, m: &CbRegModMsg) {
+fn regmod(ev: &mut Event, d: &mut Details, m: &CbRegModMsg) {
     ev.event_type = Some(EventType::Regmod);
     ev.path = text_opt(m.utf8_regpath.as_deref());
     ev.action = m.action.map(|a| {
@@ -815,7 +881,7 @@ fn direction(outbound: bool) -> String {
     if outbound { "outbound" } else { "inbound" }.to_owned()
 }
 
-fn netconn_v1(ev: &mut Event, d: &mut Map<String, Value>, n: &NetV1<'_>) {
+fn netconn_v1(ev: &mut Event, d: &mut Details, n: &NetV1<'_>) {
     let ipv6 = match (n.ipv6_hi, n.ipv6_lo) {
         (None, None) => None,
         (hi, lo) => Some(ipv6_from_sensor(hi.unwrap_or(0), lo.unwrap_or(0), None)),
@@ -923,7 +989,7 @@ fn ip_addr(a: &CbIpAddr) -> String {
     }
 }
 
-fn netconn_v2(ev: &mut Event, d: &mut Map<String, Value>, n: &NetV2<'_>) {
+fn netconn_v2(ev: &mut Event, d: &mut Details, n: &NetV2<'_>) {
     ev.remote_ip = n.remote_ip.map(ip_addr);
     ev.remote_port = n.remote_port.map(|p| i64::from(port_from_sensor(p)));
     ev.local_ip = n.local_ip.map(ip_addr);
@@ -948,7 +1014,7 @@ fn netconn_v2(ev: &mut Event, d: &mut Map<String, Value>, n: &NetV2<'_>) {
     put_str(d, "ja3s", n.ja3s);
 }
 
-fn childproc(ev: &mut Event, d: &mut Map<String, Value>, ctx: &Ctx<'_>, m: &CbChildProcessMsg) {
+fn childproc(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, m: &CbChildProcessMsg) {
     ev.event_type = Some(EventType::Childproc);
     // The child pid is an int64 on the wire; the GUID uses its low 32 bits.
     let child_pid = m.pid.map(|p| (p & 0xffff_ffff) as u32 as i32);
@@ -1013,11 +1079,11 @@ fn childproc(ev: &mut Event, d: &mut Map<String, Value>, ctx: &Ctx<'_>, m: &CbCh
         if m.created == Some(false) && ctx.timestamp_ms != 0 {
             f.end_ms = Some(ctx.timestamp_ms);
         }
-        ev.processes.push(f);
+        push_fact(&mut ev.processes, f);
     }
 }
 
-fn crossproc(ev: &mut Event, d: &mut Map<String, Value>, ctx: &Ctx<'_>, m: &CbCrossProcessMsg) {
+fn crossproc(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, m: &CbCrossProcessMsg) {
     struct Target<'a> {
         pid: Option<u32>,
         create_time: Option<u64>,
@@ -1058,7 +1124,7 @@ fn crossproc(ev: &mut Event, d: &mut Map<String, Value>, ctx: &Ctx<'_>, m: &CbCr
     if m.open.is_some()
         && let Some(r) = &m.remotethread
     {
-        let mut rt = Map::new();
+        let mut rt = Details::default();
         put_opt(&mut rt, "target_pid", r.remote_proc_pid);
         put_opt(&mut rt, "target_create_time", r.remote_proc_create_time);
         put_str(&mut rt, "target_path", r.remote_proc_path.as_deref());
@@ -1080,7 +1146,7 @@ fn crossproc(ev: &mut Event, d: &mut Map<String, Value>, ctx: &Ctx<'_>, m: &CbCr
                 r.remote_proc_create_time.map(|t| t as i64),
             ),
         );
-        d.insert("remotethread".to_owned(), Value::Object(rt));
+        d.insert("remotethread", rt.into_value());
     }
     ev.action = kind.map(str::to_owned);
     put_opt(d, "cross_process_type", ev.action.clone());
@@ -1109,11 +1175,11 @@ fn crossproc(ev: &mut Event, d: &mut Map<String, Value>, ctx: &Ctx<'_>, m: &CbCr
         f.md5 = ev.md5.clone();
         f.sha256 = ev.sha256.clone();
         f.start_ms = filetime_to_start_ms(t.create_time.map(|c| c as i64));
-        ev.processes.push(f);
+        push_fact(&mut ev.processes, f);
     }
 }
 
-fn emet(ev: &mut Event, d: &mut Map<String, Value>, m: &CbEmetMitigationMsg) {
+fn emet(ev: &mut Event, d: &mut Details, m: &CbEmetMitigationMsg) {
     ev.event_type = Some(EventType::Emet);
     ev.action = m
         .action
@@ -1127,7 +1193,7 @@ fn emet(ev: &mut Event, d: &mut Map<String, Value>, m: &CbEmetMitigationMsg) {
     put_opt(d, "emet_timestamp", m.emet_timstamp);
 }
 
-fn blocked(ev: &mut Event, d: &mut Map<String, Value>, ctx: &Ctx<'_>, m: &CbProcessBlockedMsg) {
+fn blocked(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, m: &CbProcessBlockedMsg) {
     ev.event_type = Some(EventType::Processblock);
     let guid = ctx.guid(m.blocked_pid, m.blocked_proc_create_time.map(|t| t as i64));
     ev.target_guid = guid.clone();
@@ -1188,16 +1254,11 @@ fn blocked(ev: &mut Event, d: &mut Map<String, Value>, ctx: &Ctx<'_>, m: &CbProc
         f.cmdline = ev.command_line.clone();
         f.username = ev.username.clone();
         f.start_ms = filetime_to_start_ms(m.blocked_proc_create_time.map(|t| t as i64));
-        ev.processes.push(f);
+        push_fact(&mut ev.processes, f);
     }
 }
 
-fn process_meta(
-    ev: &mut Event,
-    d: &mut Map<String, Value>,
-    ctx: &Ctx<'_>,
-    m: &CbProcessMetadataMsg,
-) {
+fn process_meta(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, m: &CbProcessMetadataMsg) {
     ev.event_type = Some(EventType::ProcessMeta);
     let guid = ctx.guid(m.process_pid, m.process_create_time);
     let parent_guid = ctx.guid(m.parent_pid, m.parent_create_time);
@@ -1240,7 +1301,7 @@ fn process_meta(
     put_opt(d, "creationobserved", m.creationobserved);
     put_opt(d, "logon_type", m.logon_type);
     if !m.actions.is_empty() {
-        d.insert("actions".to_owned(), emet_actions(&m.actions));
+        d.insert("actions", emet_actions(&m.actions));
     }
 
     if let Some(g) = guid {
@@ -1253,7 +1314,7 @@ fn process_meta(
         f.cmdline = cmdline;
         f.username = ev.username.clone();
         f.start_ms = filetime_to_start_ms(m.process_create_time);
-        ev.processes.push(f);
+        push_fact(&mut ev.processes, f);
     }
 }
 
@@ -1282,12 +1343,12 @@ fn binary(ctx: &Ctx<'_>, m: &CbModuleInfoMsg) -> Result<Binary, String> {
         original_filename: own(&m.utf8_original_file_name),
         digsig_result: own(&m.utf8_dig_sig_result),
         digsig_publisher: own(&m.utf8_dig_sig_publisher),
-        details: Value::Object(module_details(m)),
+        details: Value::Null,
     })
 }
 
-fn module_details(m: &CbModuleInfoMsg) -> Map<String, Value> {
-    let mut d = Map::new();
+fn module_details(m: &CbModuleInfoMsg) -> Details {
+    let mut d = Details::default();
     put_opt(&mut d, "md5", m.md5.as_deref().and_then(text_hash_upper));
     put_opt(
         &mut d,
@@ -1295,7 +1356,7 @@ fn module_details(m: &CbModuleInfoMsg) -> Map<String, Value> {
         m.sha256.as_deref().and_then(text_hash_upper),
     );
     put_opt(&mut d, "size", m.original_module_length);
-    let mut sig = Map::new();
+    let mut sig = Details::default();
     put_str(&mut sig, "result", m.utf8_dig_sig_result.as_deref());
     put_str(&mut sig, "publisher", m.utf8_dig_sig_publisher.as_deref());
     put_str(
@@ -1319,8 +1380,8 @@ fn module_details(m: &CbModuleInfoMsg) -> Map<String, Value> {
         m.utf8_dig_sig_result_code.as_deref(),
     );
     put_str(&mut sig, "sign_time", m.utf8_dig_sig_sign_time.as_deref());
-    if !sig.is_empty() {
-        d.insert("digsig".to_owned(), Value::Object(sig));
+    if !sig.0.is_empty() {
+        d.insert("digsig", sig.into_value());
     }
     put_opt(&mut d, "utf_8_copied_module_length", m.copied_module_length);
     put_str(
@@ -1378,10 +1439,10 @@ fn module_details(m: &CbModuleInfoMsg) -> Map<String, Value> {
         m.utf8_on_disk_filename.as_deref(),
     );
     if let Some(icon) = m.icon.as_deref().filter(|b| !b.is_empty()) {
-        d.insert("icon".to_owned(), Value::String(base64(icon)));
+        d.insert("icon", Value::String(base64(icon)));
     }
     if let Some(h) = m.image_file_header.as_deref().filter(|b| !b.is_empty()) {
-        d.insert("image_file_header".to_owned(), Value::String(base64(h)));
+        d.insert("image_file_header", Value::String(base64(h)));
     }
     d
 }
@@ -1446,6 +1507,16 @@ fn emet_actions(actions: &[CbEmetMitigationAction]) -> Value {
 // ---------------------------------------------------------------------------------------------
 // Small helpers
 
+/// An event teaches about at most two processes (its own and one other). Reserving exactly two
+/// keeps the vector below glibc's large-bin size (Vec's default first growth to four 264-byte
+/// facts is not), which otherwise forces a heap consolidation on nearly every event.
+fn push_fact(v: &mut Vec<ProcessFacts>, f: ProcessFacts) {
+    if v.capacity() == 0 {
+        v.reserve_exact(2);
+    }
+    v.push(f);
+}
+
 fn nonempty(s: Option<&str>) -> Option<&str> {
     s.filter(|s| !s.is_empty())
 }
@@ -1453,7 +1524,10 @@ fn nonempty(s: Option<&str>) -> Option<&str> {
 /// UTF-8 bytes → text (invalid sequences replaced), `None` when absent or empty.
 fn text_opt(b: Option<&[u8]>) -> Option<String> {
     b.filter(|b| !b.is_empty())
-        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .map(|b| match std::str::from_utf8(b) {
+            Ok(s) => s.to_owned(),
+            Err(_) => String::from_utf8_lossy(b).into_owned(),
+        })
 }
 
 fn lookup_string(strings: &[CbStringMsg], guid: Option<i64>) -> Option<String> {
@@ -1464,19 +1538,33 @@ fn lookup_string(strings: &[CbStringMsg], guid: Option<i64>) -> Option<String> {
         .and_then(|s| text_opt(s.utf8string.as_deref()))
 }
 
-fn put(d: &mut Map<String, Value>, key: &str, v: impl Into<Value>) {
-    d.insert(key.to_owned(), v.into());
-}
+/// `details` under construction.
+#[derive(Debug, Default)]
+struct Details(Map<String, Value>);
 
-fn put_opt<T: Into<Value>>(d: &mut Map<String, Value>, key: &str, v: Option<T>) {
-    if let Some(v) = v {
-        d.insert(key.to_owned(), v.into());
+impl Details {
+    fn insert(&mut self, key: &str, v: Value) {
+        self.0.insert(key.to_owned(), v);
+    }
+
+    fn into_value(self) -> Value {
+        Value::Object(self.0)
     }
 }
 
-fn put_str(d: &mut Map<String, Value>, key: &str, v: Option<&str>) {
+fn put(d: &mut Details, key: &str, v: impl Into<Value>) {
+    d.insert(key, v.into());
+}
+
+fn put_opt<T: Into<Value>>(d: &mut Details, key: &str, v: Option<T>) {
+    if let Some(v) = v {
+        d.insert(key, v.into());
+    }
+}
+
+fn put_str(d: &mut Details, key: &str, v: Option<&str>) {
     if let Some(v) = nonempty(v) {
-        d.insert(key.to_owned(), Value::String(v.to_owned()));
+        d.insert(key, Value::String(v.to_owned()));
     }
 }
 
@@ -1504,4 +1592,690 @@ fn base64(bytes: &[u8]) -> String {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::guid::process_guid;
+    use crate::proto::{
+        CbCreateRemoteThreadMsg, CbCrossProcessOpenMsg, CbEndpointEnvironmentMsg, CbEnvironmentMsg,
+        CbHeaderMsg, CbServerEnvironmentMsg, CbSuppressedInfo,
+    };
+
+    const CT: i64 = 130921710236713495;
+    const PARENT_CT: i64 = 130919142851396573;
+
+    fn header() -> CbHeaderMsg {
+        CbHeaderMsg {
+            version: 4,
+            timestamp: Some(CT + 10_000_000),
+            process_pid: Some(1972),
+            process_create_time: Some(CT),
+            process_guid: Some(-42),
+            process_path: Some("c:\\a.exe".to_owned()),
+            process_md5: Some(vec![0xab; 16]),
+            ..CbHeaderMsg::default()
+        }
+    }
+
+    fn msg() -> CbEventMsg {
+        CbEventMsg {
+            header: header(),
+            ..CbEventMsg::default()
+        }
+    }
+
+    fn env(sensor: i32, host: &str) -> Option<CbEnvironmentMsg> {
+        Some(CbEnvironmentMsg {
+            endpoint: Some(CbEndpointEnvironmentMsg {
+                sensor_id: Some(sensor),
+                sensor_host_name: Some(host.to_owned()),
+                host_id: Some(5),
+            }),
+            server: Some(CbServerEnvironmentMsg { node_id: Some(2) }),
+        })
+    }
+
+    fn amqp(sensor: i64) -> HeaderEnv {
+        HeaderEnv {
+            sensor_id: Some(sensor),
+            hostname: Some("AMQP-HOST".to_owned()),
+            host_id: Some(0),
+            node_id: Some(0),
+        }
+    }
+
+    fn event(m: &CbEventMsg, fallback: &HeaderEnv) -> Event {
+        match decode_message(&m.encode_to_vec(), fallback) {
+            Ok(Record::Event(e)) => *e,
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn header_env_from_amqp_headers() {
+        let mut h = Headers::new();
+        h.insert("sensorId".into(), Value::from(12));
+        h.insert("hostId".into(), Value::from("34"));
+        h.insert("nodeId".into(), Value::from(u64::MAX));
+        h.insert("sensorHostName".into(), Value::from("WIN-1"));
+        let e = HeaderEnv::from_headers(&h);
+        assert_eq!(e.sensor_id, Some(12));
+        assert_eq!(e.host_id, Some(34));
+        assert_eq!(e.node_id, Some(-1));
+        assert_eq!(e.hostname.as_deref(), Some("WIN-1"));
+        let empty = HeaderEnv::from_headers(&Headers::new());
+        assert_eq!(empty, HeaderEnv::default());
+    }
+
+    #[test]
+    fn env_wins_over_amqp_headers() {
+        let mut m = msg();
+        m.env = env(7, "ENV-HOST");
+        m.tamper_alert = Some(CbTamperAlertMsg {
+            r#type: Some(3),
+            tamper_sent: Some(true),
+        });
+        let e = event(&m, &amqp(1));
+        assert_eq!(e.sensor_id, Some(7));
+        assert_eq!(e.hostname.as_deref(), Some("ENV-HOST"));
+        assert_eq!(e.details["host_id"], 5);
+        assert_eq!(e.details["node_id"], 2);
+        assert_eq!(e.event_type, Some(EventType::Tamper));
+        assert_eq!(e.action.as_deref(), Some("CbServiceStopped"));
+        assert_eq!(e.details["tamper_type"], "CbServiceStopped");
+        assert_eq!(e.details["tamper_sent"], true);
+
+        let m2 = CbEventMsg { env: None, ..m };
+        let e2 = event(&m2, &amqp(1));
+        assert_eq!(e2.sensor_id, Some(1));
+        assert_eq!(e2.hostname.as_deref(), Some("AMQP-HOST"));
+    }
+
+    #[test]
+    fn key_ignores_env_wherever_it_sits() {
+        // crossproc (14) is encoded after env (13), so stripping must splice around it.
+        let mut m = msg();
+        m.crossproc = Some(CbCrossProcessMsg {
+            open: Some(CbCrossProcessOpenMsg {
+                r#type: Some(1),
+                target_pid: Some(708),
+                ..CbCrossProcessOpenMsg::default()
+            }),
+            ..CbCrossProcessMsg::default()
+        });
+        let bare = event(&m, &amqp(7));
+        let mut with_env = m.clone();
+        with_env.env = env(7, "ENV-HOST");
+        let enveloped = event(&with_env, &HeaderEnv::default());
+        assert_eq!(bare.key, enveloped.key);
+        assert_eq!(bare.process_guid, enveloped.process_guid);
+
+        // Same bytes from another sensor are another event.
+        assert_ne!(bare.key, event(&m, &amqp(8)).key);
+        // Any other change of content changes the key.
+        let mut other = m.clone();
+        other.header.timestamp = Some(1);
+        assert_ne!(bare.key, event(&other, &amqp(7)).key);
+
+        // Two env fields (a concatenated message) are both cut.
+        let mut bytes = with_env.encode_to_vec();
+        bytes.extend_from_slice(
+            &CbEventMsg {
+                env: env(7, "X"),
+                header: header(),
+                ..CbEventMsg::default()
+            }
+            .encode_to_vec(),
+        );
+        let scan = scan_top_level(&bytes).unwrap();
+        assert_eq!(scan.env.len(), 2);
+        let stripped = without_env(&bytes, &scan.env);
+        assert!(scan_top_level(&stripped).unwrap().env.is_empty());
+    }
+
+    #[test]
+    fn wire_failures_are_errors() {
+        assert!(
+            decode_message(&[], &HeaderEnv::default())
+                .unwrap_err()
+                .contains("header")
+        );
+        let no_header = CbEventMsg {
+            header: header(),
+            ..CbEventMsg::default()
+        }
+        .encode_to_vec();
+        // Drop field 1 entirely: re-encode only the strings table.
+        let only_strings = CbEventMsg {
+            header: header(),
+            strings: vec![CbStringMsg {
+                guid: Some(1),
+                utf8string: Some(b"x".to_vec()),
+                string_type: None,
+            }],
+            ..CbEventMsg::default()
+        }
+        .encode_to_vec();
+        let header_len = no_header.len();
+        let err = decode_message(&only_strings[header_len..], &HeaderEnv::default()).unwrap_err();
+        assert!(err.contains("required header"), "{err}");
+
+        assert!(decode_message(&[0xff; 12], &HeaderEnv::default()).is_err());
+        assert!(
+            decode_message(&[0x0a, 0x05, 0x08], &HeaderEnv::default())
+                .unwrap_err()
+                .contains("overruns")
+        );
+        // Invalid UTF-8 in a proto `string` field is a decode failure, not a panic.
+        let mut bad_utf8 = msg();
+        bad_utf8.header.process_path = Some("x".to_owned());
+        let mut b = bad_utf8.encode_to_vec();
+        let pos = b.iter().position(|&c| c == b'x').unwrap();
+        b[pos] = 0xff;
+        assert!(decode_message(&b, &HeaderEnv::default()).is_err());
+    }
+
+    #[test]
+    fn scan_handles_every_wire_type() {
+        // field 1 header (len 2: version=4), field 30 fixed64, field 31 fixed32,
+        // field 32 group containing a varint, field 33 varint.
+        let mut b = vec![0x0a, 0x02, 0x08, 0x04];
+        b.extend_from_slice(&[0xf1, 0x01]);
+        b.extend_from_slice(&[0; 8]);
+        b.extend_from_slice(&[0xfd, 0x01]);
+        b.extend_from_slice(&[0; 4]);
+        b.extend_from_slice(&[0x83, 0x02, 0x08, 0x01, 0x84, 0x02]);
+        b.extend_from_slice(&[0x88, 0x02, 0x05]);
+        let scan = scan_top_level(&b).unwrap();
+        assert!(scan.has_header);
+        assert!(scan.env.is_empty());
+        assert!(scan_top_level(&[0x0e]).is_err(), "wire type 6");
+        assert!(scan_top_level(&[0x04]).is_err(), "stray end group");
+        assert!(
+            scan_top_level(&[0x83, 0x02, 0x8c, 0x02]).is_err(),
+            "mismatched group end"
+        );
+        assert!(scan_top_level(&[0x00]).is_err(), "field 0");
+        assert!(scan_top_level(&[0x80; 11]).is_err(), "overlong varint");
+        assert!(scan_top_level(&[0x09, 0, 0]).is_err(), "short fixed64");
+        let deep: Vec<u8> = std::iter::repeat_n([0x83, 0x02], 100).flatten().collect();
+        assert!(scan_top_level(&deep).is_err(), "deep groups");
+    }
+
+    #[test]
+    fn header_only_and_legacy_guid() {
+        let e = event(&msg(), &amqp(1));
+        assert_eq!(e.event_type, Some(EventType::HeaderOnly));
+        assert_eq!(
+            e.process_guid.as_deref(),
+            Some("00000001-0000-07b4-01d1-209a100bc217")
+        );
+        assert_eq!(e.timestamp_ms, 1447697424671);
+        assert_eq!(e.processes.len(), 1);
+        assert_eq!(e.processes[0].rank, Some(FactRank::Observed));
+        assert_eq!(e.processes[0].start_ms, Some(1447697423671));
+        assert_eq!(
+            e.processes[0].md5.as_deref(),
+            Some("ABABABABABABABABABABABABABABABAB")
+        );
+
+        // Without a sensor id the formula cannot apply: the legacy int64 is the id.
+        let e = event(&msg(), &HeaderEnv::default());
+        assert_eq!(e.process_guid.as_deref(), Some("-42"));
+        let mut m = msg();
+        m.header.process_pid = None;
+        m.header.process_guid = None;
+        m.header.timestamp = None;
+        let e = event(&m, &amqp(1));
+        assert_eq!(e.process_guid, None);
+        assert!(e.processes.is_empty());
+        assert_eq!(e.timestamp_ms, 0);
+    }
+
+    #[test]
+    fn procstart_and_procend() {
+        let mut m = msg();
+        m.header.filepath_string_guid = Some(99);
+        m.strings = vec![CbStringMsg {
+            guid: Some(99),
+            utf8string: Some(b"c:\\image.exe".to_vec()),
+            string_type: Some(1),
+        }];
+        m.process = Some(CbProcessMsg {
+            created: Some(true),
+            parent_pid: Some(2804),
+            parent_create_time: Some(PARENT_CT),
+            parent_guid: Some(-8915740139778150230),
+            md5hash: Some(vec![0x01; 16]),
+            commandline: Some(b"image.exe /x".to_vec()),
+            parent_path: Some("c:\\parent.exe".to_owned()),
+            parent_md5: Some(vec![0x02; 16]),
+            username: Some("SYSTEM".to_owned()),
+            actions: vec![CbEmetMitigationAction {
+                mitigation_type: Some(1),
+            }],
+            ..CbProcessMsg::default()
+        });
+        let e = event(&m, &amqp(1));
+        assert_eq!(e.event_type, Some(EventType::Procstart));
+        assert_eq!(e.path.as_deref(), Some("c:\\image.exe"));
+        assert_eq!(e.md5.as_deref(), Some("01010101010101010101010101010101"));
+        assert_eq!(e.command_line.as_deref(), Some("image.exe /x"));
+        let parent = "00000001-0000-0af4-01d1-1e444bf4c3dd";
+        assert_eq!(e.details["parent_guid"], parent);
+        assert_eq!(e.details["parent_guid_legacy"], -8915740139778150230i64);
+        assert_eq!(e.details["parent_create_time"], 1447440685);
+        assert_eq!(e.details["actions"], serde_json::json!(["Dep"]));
+        assert_eq!(e.processes.len(), 2);
+        let own = &e.processes[0];
+        assert_eq!(own.rank, Some(FactRank::Procstart));
+        assert_eq!(own.parent_guid.as_deref(), Some(parent));
+        assert_eq!(own.cmdline.as_deref(), Some("image.exe /x"));
+        assert_eq!(own.username.as_deref(), Some("SYSTEM"));
+        assert_eq!(own.end_ms, None);
+        let p = &e.processes[1];
+        assert_eq!(p.guid, parent);
+        assert_eq!(p.rank, Some(FactRank::ParentReference));
+        assert_eq!(p.pid, Some(2804));
+        assert_eq!(p.path.as_deref(), Some("c:\\parent.exe"));
+        assert_eq!(p.md5.as_deref(), Some("02020202020202020202020202020202"));
+        assert_eq!(p.start_ms, Some(1447440685139));
+
+        if let Some(p) = m.process.as_mut() {
+            p.created = Some(false);
+        }
+        let e = event(&m, &amqp(1));
+        assert_eq!(e.event_type, Some(EventType::Procend));
+        assert_eq!(e.processes[0].rank, Some(FactRank::Procstart));
+        assert_eq!(e.processes[0].end_ms, Some(e.timestamp_ms));
+    }
+
+    #[test]
+    fn childproc_child_guid_and_facts() {
+        let mut m = msg();
+        m.childproc = Some(CbChildProcessMsg {
+            created: Some(false),
+            pid: Some(0x1_0000_07b4),
+            create_time: Some(CT),
+            path: Some("c:\\child.exe".to_owned()),
+            md5hash: Some(vec![0xcd; 16]),
+            commandline: Some(b"child".to_vec()),
+            username: Some("u".to_owned()),
+            child_proc_type: Some(1),
+            suppressed: Some(CbSuppressedInfo {
+                b_is_suppressed: Some(true),
+                state: Some(2),
+            }),
+            tamper: Some(false),
+            tamper_sent: Some(true),
+            ..CbChildProcessMsg::default()
+        });
+        let e = event(&m, &amqp(3));
+        let child = process_guid(3, 1972, CT);
+        assert_eq!(e.event_type, Some(EventType::Childproc));
+        assert_eq!(e.target_guid.as_deref(), Some(child.as_str()));
+        assert_eq!(e.action.as_deref(), Some("end"));
+        assert_eq!(e.details["child_process_guid"], child.as_str());
+        assert_eq!(
+            e.details["parent_guid"],
+            e.process_guid.clone().unwrap().as_str()
+        );
+        assert_eq!(e.details["childproc_type"], "Fork");
+        assert_eq!(e.details["childproc_suppressed"], true);
+        assert_eq!(
+            e.details["childproc_suppressed_state"],
+            "EventlessWithXproc"
+        );
+        assert_eq!(e.details["tamper"], false);
+        assert_eq!(e.details["tamper_sent"], true);
+        let facts = &e.processes;
+        assert_eq!(facts[0].rank, Some(FactRank::Observed));
+        assert_eq!(facts[1].guid, child);
+        assert_eq!(facts[1].rank, Some(FactRank::Childproc));
+        assert_eq!(facts[1].parent_guid, e.process_guid);
+        assert_eq!(facts[1].cmdline.as_deref(), Some("child"));
+        assert_eq!(facts[1].end_ms, Some(e.timestamp_ms));
+        assert_eq!(facts[1].start_ms, Some(1447697423671));
+    }
+
+    #[test]
+    fn crossproc_open_and_remotethread() {
+        let mut m = msg();
+        m.crossproc = Some(CbCrossProcessMsg {
+            open: Some(CbCrossProcessOpenMsg {
+                r#type: Some(2),
+                target_pid: Some(708),
+                target_proc_create_time: Some(CT as u64),
+                requested_access: Some(5136),
+                target_proc_path: Some("c:\\lsass.exe".to_owned()),
+                target_proc_md5: Some(vec![0x38; 16]),
+                target_proc_sha256: None,
+            }),
+            is_target: Some(false),
+            ..CbCrossProcessMsg::default()
+        });
+        let e = event(&m, &amqp(7));
+        let target = process_guid(7, 708, CT);
+        assert_eq!(e.event_type, Some(EventType::Crossproc));
+        assert_eq!(e.action.as_deref(), Some("open_thread"));
+        assert_eq!(e.target_guid.as_deref(), Some(target.as_str()));
+        assert_eq!(e.details["target_create_time"], CT);
+        assert_eq!(e.details["requested_access"], 5136);
+        assert_eq!(e.processes[1].rank, Some(FactRank::ParentReference));
+        assert_eq!(e.processes[1].guid, target);
+
+        m.crossproc = Some(CbCrossProcessMsg {
+            remotethread: Some(CbCreateRemoteThreadMsg {
+                remote_proc_pid: Some(2684),
+                remote_proc_create_time: Some(CT as u64),
+                remote_proc_path: Some("c:\\inj.exe".to_owned()),
+                ..CbCreateRemoteThreadMsg::default()
+            }),
+            is_target: Some(true),
+            ..CbCrossProcessMsg::default()
+        });
+        let e = event(&m, &amqp(7));
+        assert_eq!(e.event_type, Some(EventType::Remotethread));
+        assert_eq!(e.action.as_deref(), Some("remote_thread"));
+        assert_eq!(e.target_guid, Some(process_guid(7, 2684, CT)));
+        assert_eq!(e.path.as_deref(), Some("c:\\inj.exe"));
+    }
+
+    #[test]
+    fn filemod_regmod_names() {
+        let mut m = msg();
+        m.header.filepath_string_guid = Some(5);
+        m.strings = vec![CbStringMsg {
+            guid: Some(5),
+            utf8string: Some(b"c:\\f.txt".to_vec()),
+            string_type: None,
+        }];
+        for (action, name) in [
+            (1, "create"),
+            (2, "write"),
+            (4, "delete"),
+            (8, "lastwrite"),
+            (16, "open"),
+            (3, "unknown (3)"),
+        ] {
+            m.filemod = Some(CbFileModMsg {
+                action: Some(action),
+                r#type: Some(17),
+                md5hash: Some(vec![0xee; 16]),
+                tamper: Some(true),
+                tamper_sent: Some(false),
+                ..CbFileModMsg::default()
+            });
+            let e = event(&m, &amqp(1));
+            assert_eq!(e.event_type, Some(EventType::Filemod));
+            assert_eq!(e.path.as_deref(), Some("c:\\f.txt"));
+            assert_eq!(e.action.as_deref(), Some(name));
+            assert_eq!(e.details["filetype_name"], "OfficeOpenXml");
+            assert_eq!(e.details["file_type"], 17);
+            assert_eq!(e.details["file_md5"], "EEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEE");
+            assert_eq!(e.details["tamper"], true);
+            assert_eq!(e.details["tamper_sent"], false);
+        }
+        m.filemod = None;
+        for (action, name) in [
+            (1, "createkey"),
+            (2, "writeval"),
+            (4, "delkey"),
+            (8, "delval"),
+        ] {
+            m.regmod = Some(CbRegModMsg {
+                action: Some(action),
+                utf8_regpath: Some(b"\\registry\\machine\\x".to_vec()),
+                tamper: Some(true),
+                tamper_sent: Some(false),
+                ..CbRegModMsg::default()
+            });
+            let e = event(&m, &amqp(1));
+            assert_eq!(e.event_type, Some(EventType::Regmod));
+            assert_eq!(e.action.as_deref(), Some(name));
+            assert_eq!(e.path.as_deref(), Some("\\registry\\machine\\x"));
+            // Not swapped (the reference forwarder's struct tags cross over).
+            assert_eq!(e.details["tamper"], true);
+            assert_eq!(e.details["tamper_sent"], false);
+        }
+    }
+
+    #[test]
+    fn netconn_v1_and_v2() {
+        let mut m = msg();
+        m.network = Some(CbNetConnMsg {
+            ipv4_address: Some(465241111),
+            port: Some(20480),
+            protocol: Some(17),
+            outbound: Some(false),
+            utf8_netpath: Some(b"apis.google.com".to_vec()),
+            local_ip_address: Some(1974188),
+            local_port: Some(51392),
+            ..CbNetConnMsg::default()
+        });
+        let e = event(&m, &amqp(1));
+        assert_eq!(e.event_type, Some(EventType::Netconn));
+        assert_eq!(e.remote_ip.as_deref(), Some("23.4.187.27"));
+        assert_eq!(e.remote_port, Some(80));
+        assert_eq!(e.local_ip.as_deref(), Some("172.31.30.0"));
+        assert_eq!(e.local_port, Some(49352));
+        assert_eq!(e.protocol.as_deref(), Some("udp"));
+        assert_eq!(e.direction.as_deref(), Some("inbound"));
+        assert_eq!(e.domain.as_deref(), Some("apis.google.com"));
+        assert_eq!(e.details["ipv4"], "23.4.187.27");
+        assert_eq!(e.details["port"], 80);
+
+        m.network = None;
+        let high = u64::from_le_bytes([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0]);
+        let low = u64::from_le_bytes([0, 0, 0, 0, 0, 0, 0, 1]);
+        m.networkv2 = Some(CbNetConnMsgv2 {
+            protocol: Some(6),
+            remote_ip_address: Some(CbIpAddr {
+                b_is_ipv6: Some(true),
+                ipv6_high: Some(high),
+                ipv6_low: Some(low),
+                ipv6_scope: Some("3".to_owned()),
+                ..CbIpAddr::default()
+            }),
+            remote_port: Some(0xbb01),
+            local_ip_address: Some(CbIpAddr {
+                ipv4_address: Some(1974188),
+                ..CbIpAddr::default()
+            }),
+            local_port: Some(51392),
+            ja3: Some("abc".to_owned()),
+            ..CbNetConnMsgv2::default()
+        });
+        let e = event(&m, &amqp(1));
+        assert_eq!(e.event_type, Some(EventType::Netconn));
+        assert_eq!(e.remote_ip.as_deref(), Some("2001:db8::1%3"));
+        assert_eq!(e.remote_port, Some(443));
+        assert_eq!(e.local_ip.as_deref(), Some("172.31.30.0"));
+        assert_eq!(e.protocol.as_deref(), Some("tcp"));
+        assert_eq!(
+            e.direction.as_deref(),
+            Some("outbound"),
+            "proto default is outbound"
+        );
+        assert_eq!(e.details["protocol"], 6);
+        assert!(e.details.get("Protocol").is_none());
+        assert_eq!(e.details["ja3"], "abc");
+    }
+
+    #[test]
+    fn blocked_emet_scripts() {
+        let mut m = msg();
+        m.blocked = Some(CbProcessBlockedMsg {
+            blocked_type: Some(1),
+            blocked_event: Some(2),
+            blockedmd5_hash: Some(vec![0x45; 16]),
+            blocked_path: Some("c:\\mspaint.exe".to_owned()),
+            block_result: Some(0),
+            blocked_pid: Some(1260),
+            blocked_proc_create_time: Some(CT as u64),
+            ..CbProcessBlockedMsg::default()
+        });
+        let e = event(&m, &amqp(1));
+        assert_eq!(e.event_type, Some(EventType::Processblock));
+        assert_eq!(e.target_guid, Some(process_guid(1, 1260, CT)));
+        assert_eq!(e.details["blocked_reason"], "Md5Hash");
+        assert_eq!(e.details["blocked_event"], "RunningProcess");
+        assert_eq!(e.details["blocked_result"], "ProcessTerminated");
+        assert_eq!(
+            e.processes.last().unwrap().rank,
+            Some(FactRank::ParentReference)
+        );
+
+        let mut m = msg();
+        m.emet = Some(CbEmetMitigationMsg {
+            emet_id: Some(1032),
+            emet_timstamp: Some(7),
+            action: Some(CbEmetMitigationAction {
+                mitigation_type: Some(8),
+            }),
+            action_text: Some("EAF".to_owned()),
+            blocked: Some(true),
+        });
+        let e = event(&m, &amqp(1));
+        assert_eq!(e.event_type, Some(EventType::Emet));
+        assert_eq!(e.details["mitigation"], "Eaf");
+        assert_eq!(e.details["log_id"], 1032);
+        assert_eq!(e.details["emet_timestamp"], 7);
+
+        let mut m = msg();
+        m.scriptexe = Some(CbScriptExecute {
+            script: Some("Write-Host".to_owned()),
+            sha256: Some("ab12".to_owned()),
+        });
+        let e = event(&m, &amqp(1));
+        assert_eq!(e.event_type, Some(EventType::Scriptexe));
+        assert_eq!(e.sha256.as_deref(), Some("AB12"));
+        assert_eq!(e.details["script"], "Write-Host");
+    }
+
+    #[test]
+    fn module_is_a_binary() {
+        let mut m = msg();
+        m.module = Some(CbModuleInfoMsg {
+            md5: Some(b"acf87af3b4b7f0d4c0ece41f2a8fda8e".to_vec()),
+            sha256: Some(b"00ff".to_vec()),
+            original_module_length: Some(1234),
+            utf8_file_description: Some("desc".to_owned()),
+            utf8_dig_sig_result: Some("Signed".to_owned()),
+            icon: Some(vec![1, 2, 3, 4]),
+            ..CbModuleInfoMsg::default()
+        });
+        let Ok(Record::Binary(b)) = decode_message(&m.encode_to_vec(), &amqp(1)) else {
+            panic!("expected a binary");
+        };
+        assert_eq!(b.md5, "ACF87AF3B4B7F0D4C0ECE41F2A8FDA8E");
+        assert_eq!(b.sha256.as_deref(), Some("00FF"));
+        assert_eq!(b.size, Some(1234));
+        assert_eq!(b.file_description.as_deref(), Some("desc"));
+        assert_eq!(b.digsig_result.as_deref(), Some("Signed"));
+        assert_eq!(b.details["digsig"]["result"], "Signed");
+        assert_eq!(b.details["icon"], "AQIDBA==");
+        assert_eq!(b.sensor_id, Some(1));
+
+        m.module = Some(CbModuleInfoMsg::default());
+        let err = decode_message(&m.encode_to_vec(), &amqp(1)).unwrap_err();
+        assert!(err.contains("without md5"), "{err}");
+    }
+
+    #[test]
+    fn every_payload_has_its_event_type() {
+        type Setter = Box<dyn Fn(&mut CbEventMsg)>;
+        let cases: Vec<(Setter, EventType)> = vec![
+            (
+                Box::new(|m| m.stats = Some(CbStatisticsMsg::default())),
+                EventType::Stats,
+            ),
+            (
+                Box::new(|m| m.vtwrite = Some(CbVtWriteMsg::default())),
+                EventType::Vtwrite,
+            ),
+            (
+                Box::new(|m| m.vtload = Some(CbVtLoadMsg::default())),
+                EventType::Vtload,
+            ),
+            (
+                Box::new(|m| m.process_meta = Some(CbProcessMetadataMsg::default())),
+                EventType::ProcessMeta,
+            ),
+            (
+                Box::new(|m| m.netconn_blocked = Some(CbNetConnBlockedMsg::default())),
+                EventType::NetconnBlocked,
+            ),
+            (
+                Box::new(|m| m.netconn_blockedv2 = Some(CbNetConnBlockedMsgv2::default())),
+                EventType::NetconnBlockedV2,
+            ),
+            (
+                Box::new(|m| m.internal_use = Some(InternalUse::default())),
+                EventType::InternalUse,
+            ),
+            (
+                Box::new(|m| m.fbscriptexe = Some(CbFileBackedScriptExecute::default())),
+                EventType::Fbscriptexe,
+            ),
+            (
+                Box::new(|m| m.modload = Some(CbModuleLoadMsg::default())),
+                EventType::Modload,
+            ),
+            (
+                Box::new(|m| m.tamper_alert = Some(CbTamperAlertMsg::default())),
+                EventType::Tamper,
+            ),
+        ];
+        for (set, ty) in cases {
+            let mut m = msg();
+            set(&mut m);
+            assert_eq!(event(&m, &amqp(1)).event_type, Some(ty));
+        }
+    }
+
+    #[test]
+    fn reference_order_and_other_payloads_kept() {
+        let mut m = msg();
+        m.regmod = Some(CbRegModMsg {
+            action: Some(1),
+            ..CbRegModMsg::default()
+        });
+        m.filemod = Some(CbFileModMsg {
+            action: Some(2),
+            ..CbFileModMsg::default()
+        });
+        m.module = Some(CbModuleInfoMsg {
+            md5: Some(b"aa".to_vec()),
+            ..CbModuleInfoMsg::default()
+        });
+        let e = event(&m, &amqp(1));
+        assert_eq!(
+            e.event_type,
+            Some(EventType::Filemod),
+            "filemod precedes regmod"
+        );
+        assert_eq!(e.details["other_payloads"]["regmod"]["action"], "createkey");
+        assert_eq!(e.details["other_payloads"]["module"]["md5"], "AA");
+    }
+
+    #[test]
+    fn process_meta_teaches_facts() {
+        let mut m = msg();
+        m.process_meta = Some(CbProcessMetadataMsg {
+            process_pid: Some(10),
+            process_create_time: Some(CT),
+            parent_pid: Some(11),
+            parent_create_time: Some(PARENT_CT),
+            commandline: Some(b"x".to_vec()),
+            ..CbProcessMetadataMsg::default()
+        });
+        let e = event(&m, &amqp(2));
+        let f = e.processes.last().unwrap();
+        assert_eq!(f.guid, process_guid(2, 10, CT));
+        assert_eq!(f.parent_guid, Some(process_guid(2, 11, PARENT_CT)));
+        assert_eq!(f.cmdline.as_deref(), Some("x"));
+    }
 }
