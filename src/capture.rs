@@ -40,36 +40,37 @@ pub struct CaptureFile {
 pub struct CaptureOverrides {
     pub routing_key: Option<String>,
     pub content_type: Option<String>,
-    pub exchange: Option<String>,
-    /// Extra AMQP headers, added over any read from a properties dump.
-    pub headers: Headers,
+    /// Extra AMQP headers (`--header K=V`), added over any read from a properties dump; a value
+    /// that parses as an integer is sent as one (see [`header_value`]).
+    pub headers: Vec<(String, String)>,
 }
 
 impl CaptureOverrides {
     /// Add a `KEY=VALUE` header argument (see [`parse_header_arg`]).
     pub fn add_header_arg(&mut self, arg: &str) -> Result<(), CaptureError> {
-        let (k, v) = parse_header_arg(arg)?;
-        self.headers.insert(k, v);
+        let kv = parse_header_arg(arg)?;
+        self.headers.push(kv);
         Ok(())
     }
 }
 
-/// Parse a `KEY=VALUE` header argument. The value becomes an integer when it parses as one
-/// (`sensorId=7`), else it stays text (`sensorHostName=WIN-1`).
-pub fn parse_header_arg(arg: &str) -> Result<(String, Value), CaptureError> {
-    let bad = || CaptureError::HeaderArg {
-        arg: arg.to_owned(),
-    };
-    let (k, v) = arg.split_once('=').ok_or_else(bad)?;
-    let k = k.trim();
-    if k.is_empty() {
-        return Err(bad());
+/// Split a `KEY=VALUE` header argument at its first `=`.
+pub fn parse_header_arg(arg: &str) -> Result<(String, String), CaptureError> {
+    match arg.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err(CaptureError::HeaderArg {
+            arg: arg.to_owned(),
+        }),
     }
-    let value = match v.trim().parse::<i64>() {
+}
+
+/// A header value from the command line: an integer when it parses as one (`sensorId=7`, as the
+/// server sends it), else text (`sensorHostName=WIN-1`).
+pub fn header_value(v: &str) -> Value {
+    match v.trim().parse::<i64>() {
         Ok(i) => Value::from(i),
         Err(_) => Value::String(v.to_owned()),
-    };
-    Ok((k.to_owned(), value))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -253,14 +254,12 @@ fn load(path: PathBuf, overrides: &CaptureOverrides) -> Result<CaptureFile, Capt
             .to_owned()
         });
     let raw_file = matches!(kind, FileKind::Zip | FileKind::Bundle);
-    let exchange = overrides.exchange.clone().unwrap_or_else(|| {
-        let raw = match ContentKind::parse(Some(&content_type)) {
-            Some(ContentKind::Json) => false,
-            Some(ContentKind::Zip) => true,
-            Some(ContentKind::Protobuf) | None => raw_file,
-        };
-        if raw { RAW_EXCHANGE } else { EVENTS_EXCHANGE }.to_owned()
-    });
+    let raw = match ContentKind::parse(Some(&content_type)) {
+        Some(ContentKind::Json) => false,
+        Some(ContentKind::Zip) => true,
+        Some(ContentKind::Protobuf) | None => raw_file,
+    };
+    let exchange = if raw { RAW_EXCHANGE } else { EVENTS_EXCHANGE }.to_owned();
     let routing_key = overrides
         .routing_key
         .clone()
@@ -685,18 +684,18 @@ mod tests {
     fn header_args() {
         assert_eq!(
             parse_header_arg("sensorId=7").unwrap(),
-            ("sensorId".to_owned(), Value::from(7))
-        );
-        assert_eq!(
-            parse_header_arg("sensorHostName=WIN-1").unwrap(),
-            ("sensorHostName".to_owned(), Value::from("WIN-1"))
+            ("sensorId".to_owned(), "7".to_owned())
         );
         assert_eq!(
             parse_header_arg("x=a=b").unwrap(),
-            ("x".to_owned(), Value::from("a=b"))
+            ("x".to_owned(), "a=b".to_owned())
         );
         assert!(parse_header_arg("novalue").is_err());
         assert!(parse_header_arg("=1").is_err());
+        assert_eq!(header_value("7"), Value::from(7));
+        assert_eq!(header_value(" -3 "), Value::from(-3));
+        assert_eq!(header_value("WIN-1"), Value::from("WIN-1"));
+        assert_eq!(header_value(""), Value::from(""));
     }
 
     fn write(dir: &Path, name: &str, body: &[u8]) {
