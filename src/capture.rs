@@ -238,7 +238,7 @@ fn load(path: PathBuf, overrides: &CaptureOverrides) -> Result<CaptureFile, Capt
         overrides
             .headers
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone())),
+            .map(|(k, v)| (k.clone(), header_value(v))),
     );
 
     let content_type = overrides

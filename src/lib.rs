@@ -9,14 +9,28 @@
 //! | [`proto`] | prost types generated from `proto/sensor_events.proto` |
 //! | [`model`] | the records that flow between stages: events, binaries, notifications, quarantine |
 //! | [`decode`] | AMQP delivery → records: JSON notifications, single `CbEventMsg`, zip and bare bundles |
-//! | [`capture`] | capture files on disk (JSON, protobuf, zip + pika property dumps, bundles) → deliveries for replay and publish |
 //! | [`store`] | schema and migrations, the batch writer, read-only queries |
+//! | [`capture`] | capture files on disk (JSON, protobuf, zip + pika property dumps, bundles) → deliveries (replay, publish) |
+//! | [`pipeline`] | decode thread → writer thread → committed batches, ack after commit |
+//! | [`bus`] | RabbitMQ connection, our queue and bindings, the publisher |
+//! | [`daemon`] | `cbtrail run`: supervisor, sessions, shutdown |
+//! | [`replay`] | `cbtrail replay`: offline ingest through the same pipeline |
+//! | [`config`] | settings from TOML and `CBTRAIL_*`, validation, cb.conf credentials |
+//! | [`shutdown`] | signals, shutdown flag, systemd notify and watchdog |
+//! | [`metrics`] | every metric name, described once |
 //!
 //! Data flow and the reliability rule (ack only after commit) are described in the README.
 
+pub mod bus;
 pub mod capture;
+pub mod config;
+pub mod daemon;
 pub mod decode;
+pub mod metrics;
 pub mod model;
+pub mod pipeline;
+pub mod replay;
+pub mod shutdown;
 pub mod store;
 
 /// Types generated from `proto/sensor_events.proto` (proto2, no package).

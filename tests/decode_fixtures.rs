@@ -1,7 +1,7 @@
 //! Every captured fixture decodes (through `capture::walk` + `decode`, as `cbtrail replay` does)
 //! with nothing quarantined, into the record counts and values the documentation predicts.
 
-mod decode_support;
+mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -58,7 +58,7 @@ fn type_counts(records: &[Record]) -> BTreeMap<&'static str, usize> {
 
 #[test]
 fn every_fixture_decodes_cleanly() {
-    let Some(root) = decode_support::forwarder_fixtures() else {
+    let Some(root) = common::forwarder_captures() else {
         return;
     };
     let all = decode_all(&root);
@@ -120,7 +120,7 @@ fn every_fixture_decodes_cleanly() {
 
 #[test]
 fn zip_and_bundle_record_counts() {
-    let Some(root) = decode_support::forwarder_fixtures() else {
+    let Some(root) = common::forwarder_captures() else {
         return;
     };
     let all = decode_all(&root);
@@ -181,7 +181,7 @@ fn make_guid(sensor: i32, pid: i32, create: i64) -> String {
 /// The GUIDs are recomputed here from the raw prost fields, independently of the decoder's code.
 #[test]
 fn guids_match_the_formula_for_every_protobuf_fixture() {
-    let Some(root) = decode_support::forwarder_fixtures() else {
+    let Some(root) = common::forwarder_captures() else {
         return;
     };
     let mut checked = 0;
@@ -259,7 +259,7 @@ fn guids_match_the_formula_for_every_protobuf_fixture() {
 /// `docs/cb-bus.md` §4 "Expected 3.8.x values for fixture ingress.event.process/0.protobuf".
 #[test]
 fn reference_values_for_process_0() {
-    let Some(root) = decode_support::forwarder_fixtures() else {
+    let Some(root) = common::forwarder_captures() else {
         return;
     };
     let path = root.join("protobuf/ingress.event.process/0.protobuf");
@@ -305,7 +305,7 @@ fn reference_values_for_process_0() {
 
 #[test]
 fn zip_records_take_identity_from_the_property_dump() {
-    let Some(root) = decode_support::forwarder_fixtures() else {
+    let Some(root) = common::forwarder_captures() else {
         return;
     };
     let zips: Vec<Decoded> = decode_all(&root.join("zip"));
@@ -350,7 +350,7 @@ fn key_of(r: &Record) -> RecordKey {
 
 #[test]
 fn keys_are_distinct_per_content_and_stable_across_redelivery() {
-    let Some(root) = decode_support::forwarder_fixtures() else {
+    let Some(root) = common::forwarder_captures() else {
         return;
     };
     let all = decode_all(&root);
@@ -419,7 +419,7 @@ fn keys_are_distinct_per_content_and_stable_across_redelivery() {
 /// sensor named by AMQP headers) must get the same key so it is stored once.
 #[test]
 fn same_event_via_both_exchanges_is_one_key() {
-    let Some(root) = decode_support::forwarder_fixtures() else {
+    let Some(root) = common::forwarder_captures() else {
         return;
     };
     let mut compared = 0;

@@ -1,7 +1,7 @@
 //! Damaged input: every corruption lands in quarantine with its bytes and the right reason, and
 //! thousands of random or mutated bodies never make `decode` panic or return nothing.
 
-mod decode_support;
+mod common;
 
 use cbtrail::capture::{self, CaptureFile, CaptureOverrides};
 use cbtrail::decode::{EVENTS_EXCHANGE, RAW_EXCHANGE, decode};
@@ -129,7 +129,7 @@ fn load(path: std::path::PathBuf) -> CaptureFile {
 
 #[test]
 fn corrupted_fixtures_land_in_quarantine() {
-    let Some(root) = decode_support::forwarder_fixtures() else {
+    let Some(root) = common::forwarder_captures() else {
         return;
     };
 
@@ -245,7 +245,7 @@ fn mutate(rng: &mut Rng, body: &[u8], other: &[u8]) -> Vec<u8> {
 
 #[test]
 fn mutated_fixtures_never_panic() {
-    let Some(root) = decode_support::forwarder_fixtures() else {
+    let Some(root) = common::forwarder_captures() else {
         return;
     };
     let all = capture::walk(std::slice::from_ref(&root), &CaptureOverrides::default()).unwrap();
