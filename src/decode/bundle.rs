@@ -18,6 +18,8 @@ use crate::model::{DeliveryMeta, QuarantineReason, Quarantined, Record};
 /// Largest member we inflate. Real members are a few KiB; a member claiming more is a zip bomb or
 /// garbage and is quarantined instead of exhausting memory.
 pub const MAX_MEMBER_BYTES: u64 = 256 * 1024 * 1024;
+/// Largest total we inflate from one archive; members past it are quarantined unread.
+pub const MAX_ARCHIVE_BYTES: u64 = 1024 * 1024 * 1024;
 
 /// Local file header signature, and the end-of-central-directory signature an empty zip starts with.
 const ZIP_LOCAL: &[u8] = b"PK\x03\x04";
@@ -66,8 +68,18 @@ struct Member {
 fn read_zip(body: &[u8]) -> Result<Vec<Member>, String> {
     let mut archive =
         ZipArchive::new(Cursor::new(body)).map_err(|e| format!("zip archive unreadable: {e}"))?;
-    let mut members = Vec::with_capacity(archive.len());
+    let mut members = Vec::with_capacity(archive.len().min(1024));
+    let mut total = 0u64;
     for i in 0..archive.len() {
+        if total > MAX_ARCHIVE_BYTES {
+            members.push(Member {
+                name: format!("#{i} and after"),
+                data: Err(format!(
+                    "not read: the archive inflates to more than {MAX_ARCHIVE_BYTES} bytes"
+                )),
+            });
+            break;
+        }
         let mut file = match archive.by_index(i) {
             Ok(f) => f,
             Err(e) => {
@@ -93,6 +105,7 @@ fn read_zip(body: &[u8]) -> Result<Vec<Member>, String> {
             }
             Ok(_) => Ok(data),
         };
+        total += data.as_ref().map_or(0, |d| d.len() as u64);
         members.push(Member { name, data });
     }
     Ok(members)
@@ -318,6 +331,32 @@ mod tests {
         let q = quarantines(&recs);
         assert_eq!(q[0].reason, QuarantineReason::BadFraming);
         assert!(q[0].error.contains("2 trailing bytes"), "{}", q[0].error);
+    }
+
+    #[test]
+    fn observed_facts_once_per_delivery_and_again_when_they_change() {
+        let mut changed = CbEventMsg::decode(record(3).as_slice()).unwrap();
+        changed.header.process_path = Some("c:\\now\\known.exe".to_owned());
+        let body = frame(&[record(1), record(2), changed.encode_to_vec(), record(4)]);
+        let facts = |recs: &[Record]| -> Vec<usize> {
+            recs.iter()
+                .map(|r| match r {
+                    Record::Event(e) => e.processes.len(),
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        let recs = decode(&meta("application/protobuf"), &body);
+        // Same process all along: told once, again when its path becomes known, and again when
+        // the fourth event's header differs from what was last told.
+        assert_eq!(facts(&recs), [1, 0, 1, 1]);
+        let Record::Event(e) = &recs[2] else { panic!() };
+        assert_eq!(e.processes[0].path.as_deref(), Some("c:\\now\\known.exe"));
+        // Every delivery (a redelivery too) carries the facts itself.
+        assert_eq!(
+            facts(&decode(&meta("application/protobuf"), &body)),
+            [1, 0, 1, 1]
+        );
     }
 
     #[test]

@@ -13,6 +13,18 @@
 //!
 //! [`decode`] never panics and never returns an empty list: every byte of a delivery ends up in an
 //! event, binary or notification, or in a [`Quarantined`] record saying what failed where.
+//!
+//! Record keys are content keys, so a redelivery adds nothing:
+//! - events and binaries: `record_key(sensor id as decimal text, the CbEventMsg bytes with every
+//!   top-level env field removed)`: the same event from `api.events` (env set by the server) and
+//!   from `api.rawsensordata` (no env, sensor named by AMQP headers) is one row;
+//! - notifications: `record_key("notification", routing key, body)`.
+//!
+//! Process facts: each event carries what it teaches about processes (`Event::processes`). The
+//! `Observed` facts an event header repeats about its own process are emitted once per delivery
+//! per process (again only if they change within the delivery); the store merges facts by GUID,
+//! and the records of one delivery are stored together, so this loses nothing and saves most of
+//! the per-event allocations on bundles.
 
 pub mod bundle;
 pub mod guid;

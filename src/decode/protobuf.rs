@@ -5,7 +5,7 @@
 //! join on; `details` carries every decoded payload field under the reference forwarder's 3.8.x key
 //! names where it has one (without its bugs), else the proto field name in snake case.
 //!
-//! Two wire-level facts prost cannot give us are found by [`scan_top_level`]: whether the required
+//! Two wire-level facts prost cannot give us are found by `scan_top_level`: whether the required
 //! `header` (field 1) is present (prost fills in a default), and where the `env` field (13) sits, so
 //! the record key can be computed over the message *without* env. That makes the same event arriving
 //! via `api.events` (env set by the server) and via `api.rawsensordata` (no env) one row.
