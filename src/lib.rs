@@ -10,7 +10,7 @@
 //! | [`model`] | the records that flow between stages: events, binaries, notifications, quarantine |
 //! | [`decode`] | AMQP delivery → records: JSON notifications, single `CbEventMsg`, zip and bare bundles |
 //! | [`store`] | schema and migrations, the batch writer, read-only queries, retention and size |
-//! | [`capture`] | capture files on disk → deliveries (replay, publish) |
+//! | [`capture`] | capture files on disk (JSON, protobuf, zip + pika property dumps, bundles) → deliveries (replay, publish) |
 //! | [`pipeline`] | decode thread → writer thread → committed batches, ack after commit |
 //! | [`bus`] | RabbitMQ connection, our queue and bindings, the publisher |
 //! | [`daemon`] | `cbtrail run`: supervisor, sessions, shutdown |
