@@ -1,6 +1,7 @@
 //! Writer throughput on realistic synthetic events.
 //!
-//! `cargo run --release --example store_bench -- [EVENTS] [--normal] [--keep PATH]`
+//! `cargo run --release --example store_bench -- [EVENTS] [--normal] [--inline-checkpoint]
+//! [--cache-mib N] [--keep PATH]`
 //!
 //! Builds EVENTS (default 1,000,000) raw events shaped like a sensor bundle stream: 40 sensors, 300
 //! processes each, batches of 1000 events from one sensor at a time (a few busy processes produce
@@ -157,10 +158,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut n: u64 = 1_000_000;
     let mut sync = Synchronous::Full;
     let mut keep = None;
+    let mut opts = WriterOptions::default();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--normal" => sync = Synchronous::Normal,
+            "--inline-checkpoint" => opts.checkpoint_interval = None,
+            "--cache-mib" => opts.cache_mib = args.next().unwrap_or_default().parse()?,
             "--keep" => keep = args.next(),
             s => n = s.replace('_', "").parse()?,
         }
@@ -197,11 +201,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = keep
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| dir.path().join("bench.db"));
+    let opts_checkpoint = opts.checkpoint_interval.is_some();
     let mut w = Writer::open_with(
         &path,
         WriterOptions {
             synchronous: sync,
-            ..Default::default()
+            ..opts
         },
     )?;
     let cpu0 = cpu_ns();
@@ -215,8 +220,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let c = counts(w.connection())?;
     let size = std::fs::metadata(&path)?.len();
     println!(
-        "synchronous={sync:?} events={stored} batches={} time={secs:.2}s rate={:.0} events/s \
+        "synchronous={sync:?} checkpoint={} events={stored} batches={} time={secs:.2}s rate={:.0} events/s \
          cpu={} processes={} db={:.0} MiB",
+        if opts_checkpoint { "background" } else { "inline" },
         batches.len(),
         stored as f64 / secs,
         cpu.map_or("?".into(), |c| format!(

@@ -5,6 +5,7 @@
 //! Readers (the CLI, analysts) open their own read-only connections with [`open_read_only`]; WAL mode
 //! keeps them from ever blocking the writer.
 
+mod checkpoint;
 pub mod read;
 pub mod schema;
 mod writer;
@@ -45,6 +46,12 @@ pub enum StoreError {
         path: PathBuf,
         found: i64,
         supported: i64,
+    },
+    #[error("database {path}: cannot start the WAL checkpoint thread: {source}")]
+    Thread {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
     },
     #[error("database {path}: cannot encode {what} as JSON: {source}")]
     Json {

@@ -6,6 +6,7 @@
 //! common case (one more event of a process we already have) cost a single `last_event_ms` update
 //! per process per batch instead of one upsert per event.
 
+use super::checkpoint::Checkpointer;
 use super::{BatchStats, DEFAULT_BUSY_TIMEOUT, StoreError, schema, sql_err, user_version};
 use crate::model::{Binary, Event, FactRank, Notification, ProcessFacts, Quarantined, Record};
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
@@ -45,6 +46,10 @@ pub struct WriterOptions {
     pub cache_mib: u32,
     /// Processes whose stored merge state is remembered between batches (0 disables the cache).
     pub process_cache_entries: usize,
+    /// Checkpoint the WAL from a background thread at this interval (while there are new
+    /// commits) instead of inside the commits of the writer thread. `None`: SQLite's automatic
+    /// checkpoint on the writer thread every 1000 WAL pages.
+    pub checkpoint_interval: Option<Duration>,
 }
 
 impl Default for WriterOptions {
@@ -54,15 +59,20 @@ impl Default for WriterOptions {
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             cache_mib: 64,
             process_cache_entries: 200_000,
+            checkpoint_interval: Some(Duration::from_millis(250)),
         }
     }
 }
+
+/// WAL size (pages) at which the writer checkpoints by itself although a checkpoint thread runs.
+const BACKSTOP_CHECKPOINT_PAGES: i64 = 50_000;
 
 /// The single writer connection.
 pub struct Writer {
     conn: Connection,
     path: PathBuf,
     ranks: RankCache,
+    checkpointer: Option<Checkpointer>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -134,10 +144,25 @@ impl Writer {
 
         migrate(&mut conn, path)?;
 
+        let checkpointer = match opts.checkpoint_interval {
+            None => None,
+            Some(interval) => {
+                // Backstop only: the writer checkpoints itself if the thread falls this far behind.
+                conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_CHECKPOINT_PAGES)
+                    .map_err(&err)?;
+                Some(Checkpointer::start(
+                    path,
+                    interval,
+                    opts.synchronous.pragma_value(),
+                )?)
+            }
+        };
+
         Ok(Writer {
             conn,
             path: path.to_path_buf(),
             ranks: RankCache::new(opts.process_cache_entries),
+            checkpointer,
         })
     }
 
@@ -152,6 +177,9 @@ impl Writer {
             .map_err(&err)?;
         let (stats, learned) = store_batch(&tx, &self.path, &self.ranks, records, now)?;
         tx.commit().map_err(&err)?;
+        if let Some(c) = &self.checkpointer {
+            c.committed();
+        }
         // Only committed state may enter the cache: a rolled-back batch must not be remembered.
         for (guid, state) in learned {
             self.ranks.insert(guid, state);
