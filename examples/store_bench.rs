@@ -222,7 +222,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "synchronous={sync:?} checkpoint={} events={stored} batches={} time={secs:.2}s rate={:.0} events/s \
          cpu={} processes={} db={:.0} MiB",
-        if opts_checkpoint { "background" } else { "inline" },
+        if opts_checkpoint {
+            "background"
+        } else {
+            "inline"
+        },
         batches.len(),
         stored as f64 / secs,
         cpu.map_or("?".into(), |c| format!(
