@@ -134,6 +134,7 @@ impl Default for AmqpSettings {
                 "binarystore.#",
                 "events.partition.#",
                 "task.error.logged",
+                "cmd.#",
                 "ingress.event.#",
             ]
             .iter()

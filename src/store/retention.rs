@@ -5,7 +5,7 @@
 //! - it uses its own connection, with a busy timeout, and deletes in small chunks (default 5,000
 //!   rows), each its own short `BEGIN IMMEDIATE` transaction, sleeping between chunks so the writer
 //!   gets the lock between them (the writer needs a busy timeout too);
-//! - every chunk is found through an index (`events_time`, `notifications_type`, primary keys) with
+//! - every chunk is found through an index (`events_time_key`, `notifications_type`, primary keys) with
 //!   keyset pagination, so no chunk rescans what an earlier one already passed;
 //! - it then frees pages with `PRAGMA incremental_vacuum(N)`, again a step at a time, and a passive
 //!   checkpoint, so the main file shrinks. That needs `auto_vacuum=INCREMENTAL`, which can only be set
@@ -290,7 +290,7 @@ impl Run<'_> {
     }
 
     /// Events received before the horizon whose event time lies in `(after, below)`, in event-time
-    /// order through `events_time`; the keyset cursor `(timestamp_ms, id)` moves past every examined
+    /// order through `events_time_key`; the keyset cursor `(timestamp_ms, event_key)` moves past every examined
     /// row, deleted or kept, so kept rows are never examined twice.
     fn delete_events(
         &mut self,
@@ -299,29 +299,31 @@ impl Run<'_> {
         below: i64,
     ) -> Result<u64, MaintenanceError> {
         let limit = self.limit();
-        let mut cursor = (after, i64::MAX);
+        // Keys are 16 bytes: 17 bytes of 0xFF sort after every key, so the first chunk starts past
+        // every row at `after` itself.
+        let mut cursor: (i64, Vec<u8>) = (after, vec![0xFF; 17]);
         let mut deleted = 0u64;
         loop {
             let (examined, n, next) = self.sql(|c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let rows: Vec<(i64, i64, i64)> = {
+                let rows: Vec<(i64, i64, i64, Vec<u8>)> = {
                     let mut st = tx.prepare_cached(EVENTS_CHUNK)?;
                     st.query_map(params![below, cursor.0, cursor.1, limit], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                     })?
                     .collect::<rusqlite::Result<_>>()?
                 };
                 let mut n = 0u64;
                 {
                     let mut del = tx.prepare_cached("DELETE FROM events WHERE id = ?1")?;
-                    for (id, _, received) in &rows {
+                    for (id, _, received, _) in &rows {
                         if *received < horizon {
                             n += del.execute([id])? as u64;
                         }
                     }
                 }
                 tx.commit()?;
-                let next = rows.last().map(|(id, ts, _)| (*ts, *id));
+                let next = rows.last().map(|(_, ts, _, key)| (*ts, key.clone()));
                 Ok((rows.len(), n, next))
             })?;
             deleted += n;
@@ -533,10 +535,10 @@ impl Run<'_> {
 
 /// Next chunk of events in (event time, id) order, before the horizon, after the cursor. `INDEXED BY`
 /// makes a missing index an error instead of a silent full scan under the write lock.
-pub(crate) const EVENTS_CHUNK: &str = "SELECT id, timestamp_ms, received_ms
-     FROM events INDEXED BY events_time
-     WHERE timestamp_ms < ?1 AND (timestamp_ms, id) > (?2, ?3)
-     ORDER BY timestamp_ms, id LIMIT ?4";
+pub(crate) const EVENTS_CHUNK: &str = "SELECT id, timestamp_ms, received_ms, event_key
+     FROM events INDEXED BY events_time_key
+     WHERE timestamp_ms < ?1 AND (timestamp_ms, event_key) > (?2, ?3)
+     ORDER BY timestamp_ms, event_key LIMIT ?4";
 /// Loose index scan over the notification types: one seek per distinct type.
 pub(crate) const NOTIFICATION_FIRST_TYPE: &str = "SELECT MIN(type) FROM notifications";
 pub(crate) const NOTIFICATION_NEXT_TYPE: &str =
