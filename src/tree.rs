@@ -700,8 +700,8 @@ impl Forest {
     }
 }
 
-/// A host: a sensor id, or a host name (matched case-insensitively against `sensors` and exactly
-/// against `processes.hostname`).
+/// A host: a sensor id, or a host name (matched case-insensitively against `sensors`, and as typed,
+/// upper-cased or lower-cased against `processes.hostname`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Host {
     Sensor(i64),
@@ -748,10 +748,12 @@ pub fn host_sensors(conn: &Connection, host: &Host) -> Result<Vec<i64>, TreeErro
                 .prepare_cached("SELECT sensor_id FROM sensors WHERE hostname = ?1 COLLATE NOCASE")?
                 .query_map([name], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
-            // The processes_host index covers (hostname, start_ms, guid): no table reads.
+            // The processes_host index covers (hostname, start_ms, guid): no table reads. Three
+            // seeks (as typed, upper, lower case) instead of a NOCASE scan the index cannot serve.
             let prefixes: Vec<String> = conn
                 .prepare_cached(
-                    "SELECT DISTINCT substr(guid, 1, 8) FROM processes WHERE hostname = ?1",
+                    "SELECT DISTINCT substr(guid, 1, 8) FROM processes
+                     WHERE hostname IN (?1, upper(?1), lower(?1))",
                 )?
                 .query_map([name], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;

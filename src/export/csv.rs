@@ -184,7 +184,11 @@ pub fn describe(e: &EventRow) -> String {
                 .flatten()
                 .filter(|x| !x.is_empty())
                 .collect();
-            format!("{other}: {}", parts.join(" "))
+            if parts.is_empty() {
+                other.to_string()
+            } else {
+                format!("{other}: {}", parts.join(" "))
+            }
         }
     };
     if matches!(e.event_type.as_str(), "filemod" | "modload")

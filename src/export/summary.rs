@@ -18,10 +18,12 @@
 //!   integer, big-endian, to a dotted quad, as CB's JSON IPs), `ms2iso`, `s2iso`, `filetime2iso`
 //!   (timestamps to ISO-8601 UTC), `hex`, `basename`, `lower`, `upper`. A value the transform
 //!   does not apply to (a string given to `int2ip`) is shown unchanged.
-//! - The rendering is `name=value` pairs separated by one space; a value that is empty or holds a
-//!   space, quote, `=`, backslash or control character is double-quoted with `\"`, `\\`, `\n`,
-//!   `\r`, `\t` escapes, so a summary always splits back into the same pairs (the CBC tool's
-//!   ` key: value` text is ambiguous when values hold spaces).
+//! - The rendering is `name=value` pairs separated by one space. A value that is empty or holds
+//!   whitespace, a double quote or a control character is wrapped in double quotes, inner quotes
+//!   doubled (as in CSV); nothing else is escaped, so Windows paths read as they are. A summary
+//!   therefore always splits back into the same pairs: a pair ends at the first space outside
+//!   quotes, and its name at the first `=` (the CBC tool's ` key: value` text is ambiguous when
+//!   values hold spaces).
 //!
 //! Unknown top-level keys, unknown transforms and wrong shapes are refused when the spec is
 //! loaded, with the reason, rather than discovered event by event.
@@ -220,26 +222,13 @@ impl SummarySpec {
 
 /// Append `v`, quoted when a reader could otherwise mis-split it.
 fn push_value(out: &mut String, v: &str) {
-    let plain = !v.is_empty()
-        && !v
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '=' | '\\'));
+    let plain = !v.is_empty() && !v.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"');
     if plain {
         out.push_str(v);
         return;
     }
     out.push('"');
-    for c in v.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            c => out.push(c),
-        }
-    }
+    out.push_str(&v.replace('"', "\"\""));
     out.push('"');
 }
 
@@ -321,9 +310,77 @@ mod tests {
     fn quoting_escapes_what_would_split() {
         let mut s = String::new();
         push_value(&mut s, "a\"b\\c\nd");
-        assert_eq!(s, r#""a\"b\\c\nd""#);
+        assert_eq!(s, "\"a\"\"b\\c\nd\"");
+        let mut s = String::new();
+        push_value(&mut s, "c:\\new\\x=y.txt");
+        assert_eq!(s, "c:\\new\\x=y.txt", "backslashes and '=' need no quoting");
         let mut s = String::new();
         push_value(&mut s, "");
         assert_eq!(s, r#""""#);
+    }
+
+    /// A reader of the documented format: pairs end at the first space outside quotes, names at
+    /// the first `=`, quoted values have their quotes doubled.
+    fn split_pairs(s: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut rest = s;
+        while !rest.is_empty() {
+            let eq = rest.find('=').unwrap();
+            let name = rest[..eq].to_string();
+            rest = &rest[eq + 1..];
+            let mut value = String::new();
+            if let Some(q) = rest.strip_prefix('"') {
+                let mut chars = q.char_indices().peekable();
+                let mut end = q.len();
+                while let Some((i, c)) = chars.next() {
+                    if c == '"' {
+                        if chars.peek().map(|p| p.1) == Some('"') {
+                            chars.next();
+                            value.push('"');
+                        } else {
+                            end = i + 1;
+                            break;
+                        }
+                    } else {
+                        value.push(c);
+                    }
+                }
+                rest = &q[end..];
+            } else {
+                let end = rest.find(' ').unwrap_or(rest.len());
+                value.push_str(&rest[..end]);
+                rest = &rest[end..];
+            }
+            rest = rest.strip_prefix(' ').unwrap_or(rest);
+            out.push((name, value));
+        }
+        out
+    }
+
+    #[test]
+    fn summaries_split_back_into_their_pairs() {
+        let values = [
+            "plain", "", " ", "a b", "\"", "\"\"", "x=y", "c:\\new folder\\a.txt", "tab\there",
+            "line\nbreak", "end\"", "\" start", "ünïcode ✓",
+        ];
+        let spec = SummarySpec::from_json(
+            r#"{"types": {"x": ["a", "b", "c"]}}"#,
+        )
+        .unwrap();
+        for a in values {
+            for b in values {
+                let e = EventRow {
+                    event_type: "x".into(),
+                    details: serde_json::json!({"a": a, "b": b, "c": "z"}).to_string(),
+                    ..EventRow::default()
+                };
+                let got = split_pairs(&spec.summarize(&e));
+                let want: Vec<(String, String)> = [("a", a), ("b", b), ("c", "z")]
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                assert_eq!(got, want, "{a:?} {b:?}");
+            }
+        }
     }
 }
