@@ -302,14 +302,19 @@ pub fn enqueue_for_notification(
                         last_trigger_ms = ?3,
                         generation = generation + 1,
                         follow_until_ms = MAX(follow_until_ms, ?4),
-                        due_ms = CASE state WHEN 'running' THEN due_ms
-                                            WHEN 'pending' THEN MAX(due_ms, ?3 + ?5)
-                                            ELSE ?3 + ?5 END,
+                        due_ms = CASE WHEN state IN ('pending', 'running')
+                                      THEN MAX(due_ms, ?3 + ?5) ELSE ?3 + ?5 END,
                         attempts = CASE state WHEN 'failed' THEN 0 ELSE attempts END,
                         state = CASE state WHEN 'running' THEN 'running' ELSE 'pending' END
                      WHERE id = ?1",
                 )?
-                .execute(params![id, notification_id, now_ms, follow_until, settle])?;
+                .execute(params![
+                    id,
+                    notification_id,
+                    now_ms,
+                    follow_until,
+                    settle
+                ])?;
                 id
             }
             None => {
@@ -318,7 +323,13 @@ pub fn enqueue_for_notification(
                         due_ms, follow_until_ms, last_trigger_ms)
                      VALUES (?1, ?2, 'pending', ?3, ?3 + ?4, ?5, ?3)",
                 )?
-                .execute(params![notification_id, guid, now_ms, settle, follow_until])?;
+                .execute(params![
+                    notification_id,
+                    guid,
+                    now_ms,
+                    settle,
+                    follow_until
+                ])?;
                 tx.last_insert_rowid()
             }
         };
@@ -765,4 +776,99 @@ pub fn run_worker(db: PathBuf, settings: JobSettings, stop: Receiver<()>) -> Res
     }
     tracing::info!("export worker stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{NotificationTarget, record_key};
+    use crate::store::schema::MIGRATIONS;
+
+    fn hit(guid: &str, tag: &[u8]) -> Notification {
+        Notification {
+            key: record_key(&[tag]),
+            routing_key: "watchlist.1.hit.process".into(),
+            kind: "watchlist.hit.process".into(),
+            targets: vec![NotificationTarget {
+                process_guid: Some(guid.into()),
+                ..NotificationTarget::default()
+            }],
+            json: "{}".into(),
+            ..Notification::default()
+        }
+    }
+
+    fn store_hit(conn: &mut Connection, n: &Notification, now: i64, s: &JobSettings) {
+        let tx = conn.transaction().unwrap();
+        tx.execute(
+            "INSERT INTO notifications (notification_key, routing_key, type, json, received_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![n.key.as_slice(), n.routing_key, n.kind, n.json, now],
+        )
+        .unwrap();
+        let id = tx.last_insert_rowid();
+        enqueue_for_notification(&tx, id, n, now, s).unwrap();
+        tx.commit().unwrap();
+    }
+
+    #[test]
+    fn a_trigger_during_an_export_is_not_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let mut conn = Connection::open(&db).unwrap();
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            conn.execute_batch(m).unwrap();
+            conn.pragma_update(None, "user_version", (i + 1) as i64)
+                .unwrap();
+        }
+        let s = JobSettings {
+            output_dir: dir.path().join("out"),
+            ..JobSettings::default()
+        };
+        let settle = ms(s.settle);
+        let g = "00000001-0000-0001-01d1-209a100bc217";
+        store_hit(&mut conn, &hit(g, b"1"), 1_000, &s);
+        let mut w = Worker::open(&db, s.clone()).unwrap();
+        w.recover(1_000).unwrap();
+        let claimed = w.claim(1_000 + settle).unwrap().unwrap();
+        assert_eq!(claimed.generation, 0);
+
+        // A second hit arrives while the export runs: the job stays running.
+        store_hit(&mut conn, &hit(g, b"2"), 2_000 + settle, &s);
+        let j = job(&conn, claimed.id).unwrap().unwrap();
+        assert_eq!(
+            (j.state.as_str(), j.generation, j.triggers),
+            ("running", 1, 2)
+        );
+
+        w.run(&claimed, 3_000 + settle).unwrap();
+        let j = job(&conn, claimed.id).unwrap().unwrap();
+        assert_eq!(j.state, "pending", "exported once more for the new trigger");
+        assert_eq!(
+            j.due_ms,
+            2_000 + 2 * settle,
+            "after the settle time of the new trigger"
+        );
+        assert_eq!(j.exports, 1);
+        assert!(w.claim(2_000 + 2 * settle - 1).unwrap().is_none());
+        let again = w.claim(2_000 + 2 * settle).unwrap().unwrap();
+        w.run(&again, 2_000 + 2 * settle).unwrap();
+        let j = job(&conn, claimed.id).unwrap().unwrap();
+        assert_eq!((j.state.as_str(), j.exports), ("done", 2));
+        let manifest = std::fs::read_to_string(
+            Path::new(j.output_path.as_deref().unwrap()).join("manifest.json"),
+        )
+        .unwrap();
+        let m: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+        assert_eq!(m["triggers"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff_ms(1), 30_000);
+        assert_eq!(backoff_ms(2), 60_000);
+        assert_eq!(backoff_ms(5), 480_000);
+        assert_eq!(backoff_ms(6), 900_000);
+        assert_eq!(backoff_ms(1_000), 900_000);
+    }
 }

@@ -251,7 +251,9 @@ pub fn open_db(path: &Path) -> Result<Connection, QueryError> {
     conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
     let version: i64 = match conn.query_row("PRAGMA user_version", [], |r| r.get(0)) {
         Ok(v) => v,
-        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::NotADatabase => {
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::NotADatabase =>
+        {
             return Err(QueryError::NotCbtrail(path.to_path_buf()));
         }
         Err(e) => return Err(sql(e)),
@@ -337,10 +339,12 @@ pub fn run_events(args: &EventsArgs, out: &mut dyn Write) -> Result<(), QueryErr
         path: PathBuf::from("<output>"),
         source: e,
     };
-    let tx = conn.unchecked_transaction().map_err(|source| QueryError::Sqlite {
-        path: args.db.db.clone(),
-        source,
-    })?;
+    let tx = conn
+        .unchecked_transaction()
+        .map_err(|source| QueryError::Sqlite {
+            path: args.db.db.clone(),
+            source,
+        })?;
     match args.format {
         EventsFormat::Csv => {
             csv::write_header(out)?;

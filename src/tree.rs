@@ -429,12 +429,7 @@ impl ProcessTree {
         let mut seen: HashSet<String> = ancestry.chain.iter().map(|p| p.guid.clone()).collect();
         seen.insert(focus.guid.clone());
         let below = descendants_from(conn, &focus.guid, max_levels, &mut seen)?;
-        Ok(ProcessTree::assemble(
-            ancestry,
-            focus,
-            below,
-            max_levels,
-        ))
+        Ok(ProcessTree::assemble(ancestry, focus, below, max_levels))
     }
 
     /// A one-node tree for a process the database does not know yet (a hit that arrived before any
@@ -734,9 +729,7 @@ impl fmt::Display for Host {
 
 /// GUID prefix of a sensor's processes.
 fn sensor_prefix(sensor_id: i64) -> Option<String> {
-    u32::try_from(sensor_id)
-        .ok()
-        .map(|id| format!("{id:08x}-"))
+    u32::try_from(sensor_id).ok().map(|id| format!("{id:08x}-"))
 }
 
 /// The sensor ids a host stands for (a host name can have several after a sensor reinstall).
@@ -809,7 +802,11 @@ pub fn roots_of_host(conn: &Connection, host: &Host) -> Result<Vec<Process>, Tre
         out.extend(process(conn, g)?);
     }
     out.sort_by(|a, b| {
-        (a.start_ms.is_none(), a.start_ms, &a.guid).cmp(&(b.start_ms.is_none(), b.start_ms, &b.guid))
+        (a.start_ms.is_none(), a.start_ms, &a.guid).cmp(&(
+            b.start_ms.is_none(),
+            b.start_ms,
+            &b.guid,
+        ))
     });
     Ok(out)
 }
@@ -838,9 +835,8 @@ pub fn tree_stats(conn: &Connection, guid: &str) -> Result<TreeStats, TreeError>
 /// Sensor ids present in `processes`, found with a skip scan over GUID prefixes (one index seek per
 /// sensor, not a table scan). Rows whose GUID is not a CB GUID (legacy decimal ids) are skipped.
 pub fn all_sensors(conn: &Connection) -> Result<Vec<i64>, TreeError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT guid FROM processes WHERE guid >= ?1 ORDER BY guid LIMIT 1",
-    )?;
+    let mut stmt =
+        conn.prepare_cached("SELECT guid FROM processes WHERE guid >= ?1 ORDER BY guid LIMIT 1")?;
     let mut out = Vec::new();
     let mut from = String::new();
     while let Some(g) = stmt

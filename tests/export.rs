@@ -63,17 +63,28 @@ fn golden_export_of_the_hand_built_case() {
     reported.sort();
     assert_eq!(reported, expected);
 
-    golden("case/hit.csv", &fs::read(out.join(level(&case.ps, 2))).unwrap());
-    golden("case/whoami.csv", &fs::read(out.join(level(&case.whoami, 3))).unwrap());
-    golden("case/explorer.csv", &fs::read(out.join(level(&case.explorer, 0))).unwrap());
+    golden(
+        "case/hit.csv",
+        &fs::read(out.join(level(&case.ps, 2))).unwrap(),
+    );
+    golden(
+        "case/whoami.csv",
+        &fs::read(out.join(level(&case.whoami, 3))).unwrap(),
+    );
+    golden(
+        "case/explorer.csv",
+        &fs::read(out.join(level(&case.explorer, 0))).unwrap(),
+    );
     golden("case/tree.json", &fs::read(out.join("tree.json")).unwrap());
     golden("case/tree.txt", &fs::read(out.join("tree.txt")).unwrap());
 
     // trigger.json is the notification as received.
-    let t: Value = serde_json::from_str(&fs::read_to_string(out.join("trigger.json")).unwrap()).unwrap();
+    let t: Value =
+        serde_json::from_str(&fs::read_to_string(out.join("trigger.json")).unwrap()).unwrap();
     assert_eq!(t, serde_json::from_str::<Value>(&n.json).unwrap());
 
-    let m: Value = serde_json::from_str(&fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let m: Value =
+        serde_json::from_str(&fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(m["process_guid"], case.ps.guid.as_str());
     assert_eq!(m["job_id"], 1);
     assert_eq!(m["events_total"], 14);
@@ -90,8 +101,15 @@ fn tree_json_fills_the_root_and_counts_levels_per_generation() {
     let (_, conn) = fresh_db(dir.path());
     let case = build_case(&conn);
     let out = dir.path().join("x");
-    export::export_process(&conn, &request(&case.ps.guid), &out, &ExportOptions::default()).unwrap();
-    let t: Value = serde_json::from_str(&fs::read_to_string(out.join("tree.json")).unwrap()).unwrap();
+    export::export_process(
+        &conn,
+        &request(&case.ps.guid),
+        &out,
+        &ExportOptions::default(),
+    )
+    .unwrap();
+    let t: Value =
+        serde_json::from_str(&fs::read_to_string(out.join("tree.json")).unwrap()).unwrap();
     // The root is the topmost ancestor, with its own name and pid (the CBC tool left them empty).
     assert_eq!(t["guid"], case.explorer.guid.as_str());
     assert_eq!(t["name"], "explorer.exe");
@@ -110,7 +128,11 @@ fn tree_json_fills_the_root_and_counts_levels_per_generation() {
     assert!(kids.iter().all(|k| k["level"] == 3));
     assert_eq!(kids[0]["children"][0]["guid"], case.conhost.guid.as_str());
     assert_eq!(kids[0]["children"][0]["level"], 4);
-    assert_eq!(kids[1]["children"], Value::Array(vec![]), "leaves carry an empty list");
+    assert_eq!(
+        kids[1]["children"],
+        Value::Array(vec![]),
+        "leaves carry an empty list"
+    );
     assert_eq!(kids[0]["events"], 2);
 }
 
@@ -153,12 +175,18 @@ fn custom_spec_and_file_pattern() {
         csv.contains(",requested_access=0x1fffff is_target=false,"),
         "{csv}"
     );
-    assert!(out.join(format!("ancestor-cmd.exe-4040-{}.csv", case.cmd.guid)).is_file());
+    assert!(
+        out.join(format!("ancestor-cmd.exe-4040-{}.csv", case.cmd.guid))
+            .is_file()
+    );
     let bad = ExportOptions {
         csv_pattern: "{level}.csv".into(),
         ..ExportOptions::default()
     };
-    assert!(export::export_process(&conn, &request(&case.ps.guid), &dir.path().join("d"), &bad).is_err());
+    assert!(
+        export::export_process(&conn, &request(&case.ps.guid), &dir.path().join("d"), &bad)
+            .is_err()
+    );
     assert!(!dir.path().join("d").exists());
 }
 
@@ -169,7 +197,13 @@ fn directories_appear_complete_or_not_at_all() {
     let case = build_case(&conn);
     let parent = dir.path().join("exports");
     let out = parent.join("job1");
-    let first = export::export_process(&conn, &request(&case.ps.guid), &out, &ExportOptions::default()).unwrap();
+    let first = export::export_process(
+        &conn,
+        &request(&case.ps.guid),
+        &out,
+        &ExportOptions::default(),
+    )
+    .unwrap();
     assert_eq!(files_in(&parent), vec!["job1"], "no temporary leftovers");
 
     // New events, then a re-export: the directory is replaced by the new complete one.
@@ -177,7 +211,13 @@ fn directories_appear_complete_or_not_at_all() {
     e.action = Some("create".into());
     e.path = Some("c:\\out.txt".into());
     insert_event(&conn, &e);
-    let second = export::export_process(&conn, &request(&case.ps.guid), &out, &ExportOptions::default()).unwrap();
+    let second = export::export_process(
+        &conn,
+        &request(&case.ps.guid),
+        &out,
+        &ExportOptions::default(),
+    )
+    .unwrap();
     assert_eq!(second.events, first.events + 1);
     assert!(second.watermark > first.watermark);
     assert_eq!(files_in(&parent), vec!["job1"]);
@@ -188,8 +228,17 @@ fn directories_appear_complete_or_not_at_all() {
     let mut e = E::new(&case.conhost.guid, T0 + 4_000, "modload");
     e.path = Some("c:\\x.dll".into());
     let bad_id = insert_event(&conn, &e);
-    conn.execute("UPDATE events SET remote_port = 'x' WHERE id = ?1", [bad_id]).unwrap();
-    let err = export::export_process(&conn, &request(&case.ps.guid), &out, &ExportOptions::default());
+    conn.execute(
+        "UPDATE events SET remote_port = 'x' WHERE id = ?1",
+        [bad_id],
+    )
+    .unwrap();
+    let err = export::export_process(
+        &conn,
+        &request(&case.ps.guid),
+        &out,
+        &ExportOptions::default(),
+    );
     assert!(err.is_err(), "a corrupt row is an error, not a silent gap");
     assert_eq!(files_in(&parent), vec!["job1"]);
     assert_eq!(fs::read(out.join("tree.json")).unwrap(), before);
@@ -199,7 +248,16 @@ fn directories_appear_complete_or_not_at_all() {
     fs::create_dir(parent.join(".job2.cbtrail-tmp")).unwrap();
     fs::write(parent.join(".job2.cbtrail-tmp").join("partial.csv"), "x").unwrap();
     fs::create_dir(parent.join(".job2.cbtrail-old")).unwrap();
-    export::export_process(&conn, &request(&case.cmd.guid), &parent.join("job2"), &ExportOptions { follow_childprocs: 0, ..ExportOptions::default() }).unwrap();
+    export::export_process(
+        &conn,
+        &request(&case.cmd.guid),
+        &parent.join("job2"),
+        &ExportOptions {
+            follow_childprocs: 0,
+            ..ExportOptions::default()
+        },
+    )
+    .unwrap();
     assert_eq!(files_in(&parent), vec!["job1", "job2"]);
 }
 
@@ -209,7 +267,8 @@ fn unknown_process_fails_unless_a_placeholder_is_allowed() {
     let (_, conn) = fresh_db(dir.path());
     let g = guid(7, 4052, filetime(T0));
     let out = dir.path().join("u");
-    let err = export::export_process(&conn, &request(&g), &out, &ExportOptions::default()).unwrap_err();
+    let err =
+        export::export_process(&conn, &request(&g), &out, &ExportOptions::default()).unwrap_err();
     assert!(err.to_string().contains("unknown process"), "{err}");
     assert!(!out.exists());
     let req = ExportRequest {
@@ -218,9 +277,11 @@ fn unknown_process_fails_unless_a_placeholder_is_allowed() {
     };
     let r = export::export_process(&conn, &req, &out, &ExportOptions::default()).unwrap();
     assert_eq!(r.processes, 1);
-    let t: Value = serde_json::from_str(&fs::read_to_string(out.join("tree.json")).unwrap()).unwrap();
+    let t: Value =
+        serde_json::from_str(&fs::read_to_string(out.join("tree.json")).unwrap()).unwrap();
     assert_eq!(t["pid"], 4052, "decoded from the GUID");
     assert_eq!(t["name"], Value::Null);
-    let m: Value = serde_json::from_str(&fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let m: Value =
+        serde_json::from_str(&fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(m["known_process"], false);
 }

@@ -101,10 +101,19 @@ fn msticpy_statistics_match_hand_computed_values() {
     let (_, conn) = fresh_db(dir.path());
     let s = hand_set(&conn);
     let expected_host = stats(8, 3, 4, 2, 1, 4);
-    let rows: Vec<(String, Option<String>)> =
-        s.iter().map(|p| (p.guid.clone(), p.parent.clone())).collect();
-    assert_eq!(msticpy_summary(&rows), expected_host, "reference implementation");
-    assert_eq!(tree::host_stats(&conn, &Host::Sensor(7)).unwrap(), expected_host);
+    let rows: Vec<(String, Option<String>)> = s
+        .iter()
+        .map(|p| (p.guid.clone(), p.parent.clone()))
+        .collect();
+    assert_eq!(
+        msticpy_summary(&rows),
+        expected_host,
+        "reference implementation"
+    );
+    assert_eq!(
+        tree::host_stats(&conn, &Host::Sensor(7)).unwrap(),
+        expected_host
+    );
     assert_eq!(
         tree::host_stats(&conn, &Host::Name("win-a".into())).unwrap(),
         expected_host,
@@ -127,9 +136,15 @@ fn msticpy_statistics_match_hand_computed_values() {
         h.root_processes + h.branch_processes + h.leaf_processes - h.isolated_processes
     );
     // The tree of C is I1's tree: I1, A, B, C, D.
-    assert_eq!(tree::tree_stats(&conn, &s[3].guid).unwrap(), stats(5, 1, 2, 2, 0, 4));
+    assert_eq!(
+        tree::tree_stats(&conn, &s[3].guid).unwrap(),
+        stats(5, 1, 2, 2, 0, 4)
+    );
     // F's tree is F alone.
-    assert_eq!(tree::tree_stats(&conn, &s[7].guid).unwrap(), stats(1, 1, 1, 0, 1, 1));
+    assert_eq!(
+        tree::tree_stats(&conn, &s[7].guid).unwrap(),
+        stats(1, 1, 1, 0, 1, 1)
+    );
     assert_eq!(tree::depth(&conn, &s[3].guid).unwrap(), 4);
     assert_eq!(tree::depth(&conn, &s[0].guid).unwrap(), 1);
 }
@@ -161,7 +176,11 @@ fn msticpy_statistics_match_an_independent_implementation_on_generated_hosts() {
                 // A new root (as the store's inferred parents are).
                 0 => None,
                 // Usually a recent process, to get depth; sometimes any earlier one.
-                1..=6 if i > 0 => Some(edges[(i as u64 - 1 - rng.below(u64::from(i).min(5))) as usize].0.clone()),
+                1..=6 if i > 0 => Some(
+                    edges[(i as u64 - 1 - rng.below(u64::from(i).min(5))) as usize]
+                        .0
+                        .clone(),
+                ),
                 _ if i > 0 => Some(edges[rng.below(u64::from(i)) as usize].0.clone()),
                 _ => None,
             };
@@ -175,12 +194,20 @@ fn msticpy_statistics_match_an_independent_implementation_on_generated_hosts() {
         edges.push((c[1].clone(), Some(c[0].clone())));
         edges.push((c[2].clone(), Some(c[1].clone())));
         edges.push((c[3].clone(), Some(c[1].clone())));
-        insert_edges(&mut conn, i64::from(sensor), &format!("HOST-{sensor}"), &edges);
+        insert_edges(
+            &mut conn,
+            i64::from(sensor),
+            &format!("HOST-{sensor}"),
+            &edges,
+        );
 
         let mine = tree::host_stats(&conn, &Host::Sensor(i64::from(sensor))).unwrap();
         let reference = msticpy_summary(&edges);
         assert_eq!(mine, reference, "sensor {sensor}");
-        assert!(mine.largest_tree_depth > 10, "the generator makes deep trees");
+        assert!(
+            mine.largest_tree_depth > 10,
+            "the generator makes deep trees"
+        );
         assert_eq!(Forest::from_edges(edges.clone()).stats(), reference);
 
         // One tree: the tree of the last ordinary process, against the reference applied to
@@ -194,7 +221,10 @@ fn msticpy_statistics_match_an_independent_implementation_on_generated_hosts() {
             .map(|d| (d.process.guid, d.process.parent_guid))
             .chain(std::iter::once((root.clone(), None)))
             .collect();
-        assert_eq!(tree::tree_stats(&conn, focus).unwrap(), msticpy_summary(&members));
+        assert_eq!(
+            tree::tree_stats(&conn, focus).unwrap(),
+            msticpy_summary(&members)
+        );
     }
     let mut total = TreeStats::default();
     for s in [11, 12, 13] {
@@ -255,15 +285,27 @@ fn wide_fan_out() {
     let parent = guid(4, 4, filetime(T0));
     let mut edges = vec![(parent.clone(), None)];
     for i in 0..5000u32 {
-        edges.push((guid(4, 8 + i * 4, filetime(T0 + 1 + i64::from(i))), Some(parent.clone())));
+        edges.push((
+            guid(4, 8 + i * 4, filetime(T0 + 1 + i64::from(i))),
+            Some(parent.clone()),
+        ));
     }
     insert_edges(&mut conn, 4, "WIDE", &edges);
     let kids = tree::children(&conn, &parent).unwrap();
     assert_eq!(kids.len(), 5000);
-    assert!(kids.windows(2).all(|w| w[0].start_ms <= w[1].start_ms), "oldest first");
+    assert!(
+        kids.windows(2).all(|w| w[0].start_ms <= w[1].start_ms),
+        "oldest first"
+    );
     assert_eq!(tree::siblings(&conn, &edges[17].0).unwrap().len(), 4999);
-    assert!(tree::siblings(&conn, &parent).unwrap().is_empty(), "a root has no siblings");
-    assert_eq!(tree::descendants(&conn, &parent, Some(1)).unwrap().len(), 5000);
+    assert!(
+        tree::siblings(&conn, &parent).unwrap().is_empty(),
+        "a root has no siblings"
+    );
+    assert_eq!(
+        tree::descendants(&conn, &parent, Some(1)).unwrap().len(),
+        5000
+    );
     assert_eq!(
         tree::host_stats(&conn, &Host::Sensor(4)).unwrap(),
         stats(5001, 1, 5000, 0, 0, 2)
@@ -291,12 +333,19 @@ fn pid_reuse_on_one_host_and_the_same_pid_on_two_hosts_are_different_processes()
     assert_ne!(first.guid, second.guid);
     assert_ne!(first.guid, other.guid);
     let kids = |g: &str| -> Vec<String> {
-        tree::children(&conn, g).unwrap().into_iter().map(|p| p.guid).collect()
+        tree::children(&conn, g)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.guid)
+            .collect()
     };
     assert_eq!(kids(&first.guid), vec![c1.guid.clone()]);
     assert_eq!(kids(&second.guid), vec![c2.guid.clone()]);
     assert_eq!(kids(&other.guid), vec![oc.guid.clone()]);
-    assert_eq!(tree::ancestors(&conn, &c2.guid).unwrap().chain[0].guid, second.guid);
+    assert_eq!(
+        tree::ancestors(&conn, &c2.guid).unwrap().chain[0].guid,
+        second.guid
+    );
     assert_eq!(
         tree::host_stats(&conn, &Host::Sensor(1)).unwrap(),
         stats(4, 2, 2, 0, 0, 2)
@@ -351,7 +400,10 @@ fn missing_parents_inferred_rows_and_dangling_links() {
     cbtrail::export::text::write_tree_text(&mut text, &t).unwrap();
     let text = String::from_utf8(text).unwrap();
     assert!(
-        text.contains(&format!("(inferred) c:\\windows\\explorer.exe  | {}", parent.guid)),
+        text.contains(&format!(
+            "(inferred) c:\\windows\\explorer.exe  | {}",
+            parent.guid
+        )),
         "{text}"
     );
 }
@@ -375,7 +427,12 @@ fn cycles_and_self_parents_end_every_walk() {
         anc.chain.iter().map(|p| &p.guid).collect::<Vec<_>>(),
         vec![&b.guid, &a.guid]
     );
-    assert_eq!(anc.end, AncestryEnd::Cycle { guid: b.guid.clone() });
+    assert_eq!(
+        anc.end,
+        AncestryEnd::Cycle {
+            guid: b.guid.clone()
+        }
+    );
     let d = tree::descendants(&conn, &a.guid, None).unwrap();
     assert_eq!(d.len(), 2, "b and c, a is not revisited");
     let t = ProcessTree::build(&conn, &c.guid, None).unwrap();
@@ -392,7 +449,11 @@ fn cycles_and_self_parents_end_every_walk() {
     );
     let mut text = Vec::new();
     cbtrail::export::text::write_tree_text(&mut text, &t).unwrap();
-    assert!(String::from_utf8(text).unwrap().contains("bad data: parent links loop"));
+    assert!(
+        String::from_utf8(text)
+            .unwrap()
+            .contains("bad data: parent links loop")
+    );
 }
 
 #[test]

@@ -166,17 +166,23 @@ pub fn describe(e: &EventRow) -> String {
             t
         }
         "crossproc" | "remotethread" => {
-            let mut t = format!("{} {path}", if action.is_empty() { "Cross-process" } else { action });
+            let mut t = format!(
+                "{} {path}",
+                if action.is_empty() {
+                    "Cross-process"
+                } else {
+                    action
+                }
+            );
             if let Some(g) = s(&e.target_guid) {
                 t.push_str(&format!(" | {g}"));
             }
             t
         }
         "processblock" => format!("Blocked process {path}"),
-        "scriptexe" | "fbscriptexe" => format!(
-            "Script executed: {}",
-            s(&e.command_line).unwrap_or(path)
-        ),
+        "scriptexe" | "fbscriptexe" => {
+            format!("Script executed: {}", s(&e.command_line).unwrap_or(path))
+        }
         "tamper" => format!("Tamper alert: {action}"),
         other => {
             let parts: Vec<&str> = [Some(action), Some(path), s(&e.command_line)]

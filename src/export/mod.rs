@@ -418,10 +418,14 @@ pub fn validate_csv_pattern(pattern: &str) -> Result<(), ExportError> {
     let vars: Vec<(&str, String)> = CSV_PLACEHOLDERS.iter().map(|k| (*k, "x".into())).collect();
     let name = render_pattern(pattern, &vars)?;
     if !pattern.contains("{guid}") {
-        return Err(bad("must contain {guid} so every process gets its own file"));
+        return Err(bad(
+            "must contain {guid} so every process gets its own file",
+        ));
     }
     if name.contains(['/', '\\']) || name.starts_with('.') {
-        return Err(bad("must be a plain file name (no '/', not starting with '.')"));
+        return Err(bad(
+            "must be a plain file name (no '/', not starting with '.')",
+        ));
     }
     Ok(())
 }
@@ -553,9 +557,8 @@ pub fn export_process(
     validate_csv_pattern(&opts.csv_pattern)?;
     // One read transaction: tree, events and watermark come from the same snapshot.
     let tx = conn.unchecked_transaction()?;
-    let watermark: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| {
-        r.get(0)
-    })?;
+    let watermark: i64 =
+        tx.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?;
     let (tree, known) = match ProcessTree::build(&tx, &req.guid, Some(opts.follow_childprocs)) {
         Ok(t) => (t, true),
         Err(TreeError::UnknownProcess(_)) if req.allow_unknown => {
@@ -583,21 +586,22 @@ pub fn export_process(
         let name = render_pattern(&opts.csv_pattern, &vars)?;
         let mut n = 0u64;
         let mut inner: Option<ExportError> = None;
-        staged.write_file(&name, |w| {
-            csv::write_header(w)?;
-            let r = for_each_event(&tx, &p.guid, &[], |e| {
-                csv::write_event(w, &e, &opts.spec).map_err(io_err(Path::new(&name)))
-            });
-            match r {
-                Ok(c) => n = c,
-                Err(e) => {
-                    inner = Some(e);
-                    return Err(io::Error::other("event query failed"));
+        staged
+            .write_file(&name, |w| {
+                csv::write_header(w)?;
+                let r = for_each_event(&tx, &p.guid, &[], |e| {
+                    csv::write_event(w, &e, &opts.spec).map_err(io_err(Path::new(&name)))
+                });
+                match r {
+                    Ok(c) => n = c,
+                    Err(e) => {
+                        inner = Some(e);
+                        return Err(io::Error::other("event query failed"));
+                    }
                 }
-            }
-            Ok(())
-        })
-        .map_err(|e| inner.take().unwrap_or(e))?;
+                Ok(())
+            })
+            .map_err(|e| inner.take().unwrap_or(e))?;
         counts[i] = n;
         total += n;
         files[i] = Some(name);
@@ -718,7 +722,10 @@ mod tests {
     #[test]
     fn patterns() {
         let vars = [("guid", "g".to_string()), ("level", "2".to_string())];
-        assert_eq!(render_pattern("{level}_{guid}.csv", &vars).unwrap(), "2_g.csv");
+        assert_eq!(
+            render_pattern("{level}_{guid}.csv", &vars).unwrap(),
+            "2_g.csv"
+        );
         for bad in ["{nope}", "{level", "level}", "{guid"] {
             assert!(render_pattern(bad, &vars).is_err(), "{bad}");
         }

@@ -222,7 +222,10 @@ impl SummarySpec {
 
 /// Append `v`, quoted when a reader could otherwise mis-split it.
 fn push_value(out: &mut String, v: &str) {
-    let plain = !v.is_empty() && !v.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"');
+    let plain = !v.is_empty()
+        && !v
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '"');
     if plain {
         out.push_str(v);
         return;
@@ -252,7 +255,14 @@ mod tests {
     fn default_spec_parses_and_covers_the_main_types() {
         let spec = SummarySpec::from_json(DEFAULT_SPEC).unwrap();
         assert_eq!(spec, SummarySpec::default());
-        for t in ["procstart", "childproc", "filemod", "regmod", "modload", "netconn"] {
+        for t in [
+            "procstart",
+            "childproc",
+            "filemod",
+            "regmod",
+            "modload",
+            "netconn",
+        ] {
             assert!(!spec.attributes(t).is_empty(), "{t}");
         }
     }
@@ -290,13 +300,19 @@ mod tests {
             Transform::S2Iso.apply(&Value::from(1447698003.24)),
             "2015-11-16T18:20:03.240Z"
         );
-        assert_eq!(Transform::Basename.apply(&Value::from("c:\\a\\B.exe")), "B.exe");
+        assert_eq!(
+            Transform::Basename.apply(&Value::from("c:\\a\\B.exe")),
+            "B.exe"
+        );
     }
 
     #[test]
     fn bad_specs_are_refused_with_a_reason() {
         for (text, needle) in [
-            (r#"{"types": {}, "transforms": {"x": "nope"}}"#, "unknown transform"),
+            (
+                r#"{"types": {}, "transforms": {"x": "nope"}}"#,
+                "unknown transform",
+            ),
             (r#"{"typos": {}}"#, "unknown field"),
             (r#"{"types": {"netconn": "remote_ip"}}"#, "not a valid"),
             (r#"{"types": {"netconn": [""]}}"#, "empty attribute"),
@@ -360,13 +376,21 @@ mod tests {
     #[test]
     fn summaries_split_back_into_their_pairs() {
         let values = [
-            "plain", "", " ", "a b", "\"", "\"\"", "x=y", "c:\\new folder\\a.txt", "tab\there",
-            "line\nbreak", "end\"", "\" start", "ünïcode ✓",
+            "plain",
+            "",
+            " ",
+            "a b",
+            "\"",
+            "\"\"",
+            "x=y",
+            "c:\\new folder\\a.txt",
+            "tab\there",
+            "line\nbreak",
+            "end\"",
+            "\" start",
+            "ünïcode ✓",
         ];
-        let spec = SummarySpec::from_json(
-            r#"{"types": {"x": ["a", "b", "c"]}}"#,
-        )
-        .unwrap();
+        let spec = SummarySpec::from_json(r#"{"types": {"x": ["a", "b", "c"]}}"#).unwrap();
         for a in values {
             for b in values {
                 let e = EventRow {

@@ -26,9 +26,9 @@ fn write_indent<W: Write + ?Sized>(w: &mut W, level: u32) -> io::Result<()> {
 fn end_note(end: &AncestryEnd) -> Option<String> {
     match end {
         AncestryEnd::Root => None,
-        AncestryEnd::MissingParent { guid } => {
-            Some(format!("(parent {guid} of the top process is not in the database)"))
-        }
+        AncestryEnd::MissingParent { guid } => Some(format!(
+            "(parent {guid} of the top process is not in the database)"
+        )),
         AncestryEnd::Cycle { guid } => Some(format!(
             "(bad data: parent links loop back to {guid}; ancestry stops there)"
         )),

@@ -45,10 +45,7 @@ pub fn node_fields(tree: &ProcessTree, i: usize) -> Vec<(&'static str, Value)> {
         ("pid", p.pid.map_or(Value::Null, Value::from)),
         ("level", Value::from(n.level)),
         ("hit", Value::Bool(i == tree.focus)),
-        (
-            "role",
-            serde_json::to_value(n.role).unwrap_or(Value::Null),
-        ),
+        ("role", serde_json::to_value(n.role).unwrap_or(Value::Null)),
         ("inferred", Value::Bool(p.inferred)),
         ("path", opt(&p.path)),
         ("cmdline", opt(&p.cmdline)),

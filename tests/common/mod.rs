@@ -106,7 +106,12 @@ pub fn insert_process(conn: &Connection, p: &P) {
 }
 
 /// Insert many `(guid, parent)` rows on one sensor quickly (scale tests).
-pub fn insert_edges(conn: &mut Connection, sensor: i64, host: &str, edges: &[(String, Option<String>)]) {
+pub fn insert_edges(
+    conn: &mut Connection,
+    sensor: i64,
+    host: &str,
+    edges: &[(String, Option<String>)],
+) {
     let tx = conn.transaction().unwrap();
     {
         let mut stmt = tx
@@ -243,7 +248,11 @@ pub fn hit_notification(guids: &[&str], received_ms: i64) -> cbtrail::model::Not
 }
 
 /// Store a notification row (the part of the store writer's work these tests need).
-pub fn store_notification(conn: &Connection, n: &cbtrail::model::Notification, received_ms: i64) -> i64 {
+pub fn store_notification(
+    conn: &Connection,
+    n: &cbtrail::model::Notification,
+    received_ms: i64,
+) -> i64 {
     conn.execute(
         "INSERT INTO notifications (notification_key, routing_key, type, watchlist_id, watchlist_name,
              timestamp_ms, process_guid, segment, json, received_ms)
@@ -292,13 +301,34 @@ pub fn build_case(conn: &Connection) -> Case {
     let mut cmd = P::new(7, host, 4040, T0, "c:\\windows\\system32\\cmd.exe").child_of(&explorer);
     cmd.cmdline = Some("cmd.exe /c \"run.bat\"".into());
     cmd.user = Some("WIN-OTEMNUTBS23\\Administrator".into());
-    let mut ps = P::new(7, host, 4052, T0 + 1_000, "c:\\windows\\system32\\windowspowershell\\v1.0\\powershell.exe").child_of(&cmd);
+    let mut ps = P::new(
+        7,
+        host,
+        4052,
+        T0 + 1_000,
+        "c:\\windows\\system32\\windowspowershell\\v1.0\\powershell.exe",
+    )
+    .child_of(&cmd);
     ps.cmdline = Some("powershell.exe -nop -enc SQBFAFgA,\"x\"".into());
     ps.user = cmd.user.clone();
     let mut net = P::new(7, host, 4100, T0 + 2_000, "c:\\windows\\system32\\net.exe").child_of(&ps);
     net.cmdline = Some("net.exe user /domain".into());
-    let conhost = P::new(7, host, 4104, T0 + 2_010, "c:\\windows\\system32\\conhost.exe").child_of(&net);
-    let mut whoami = P::new(7, host, 4200, T0 + 3_000, "c:\\windows\\system32\\whoami.exe").child_of(&ps);
+    let conhost = P::new(
+        7,
+        host,
+        4104,
+        T0 + 2_010,
+        "c:\\windows\\system32\\conhost.exe",
+    )
+    .child_of(&net);
+    let mut whoami = P::new(
+        7,
+        host,
+        4200,
+        T0 + 3_000,
+        "c:\\windows\\system32\\whoami.exe",
+    )
+    .child_of(&ps);
     whoami.cmdline = Some("whoami /all".into());
     for p in [&explorer, &cmd, &ps, &net, &conhost, &whoami] {
         insert_process(conn, p);
@@ -316,7 +346,8 @@ pub fn build_case(conn: &Connection) -> Case {
     e.command_line = ps.cmdline.clone();
     e.username = ps.user.clone();
     e.md5 = Some("097CE5761C89434367598B34FE32893B".into());
-    e.details = r#"{"parent_pid": 4040, "uid": "S-1-5-21-1", "filtering_known_dlls": false}"#.into();
+    e.details =
+        r#"{"parent_pid": 4040, "uid": "S-1-5-21-1", "filtering_known_dlls": false}"#.into();
     insert_event(conn, &e);
 
     let mut e = E::new(&ps.guid, T0 + 1_100, "modload");
@@ -333,7 +364,10 @@ pub fn build_case(conn: &Connection) -> Case {
 
     let mut e = E::new(&ps.guid, T0 + 1_300, "regmod");
     e.action = Some("writeval".into());
-    e.path = Some("\\registry\\user\\s-1-5-21-1\\software\\microsoft\\windows\\currentversion\\run\\updater".into());
+    e.path = Some(
+        "\\registry\\user\\s-1-5-21-1\\software\\microsoft\\windows\\currentversion\\run\\updater"
+            .into(),
+    );
     insert_event(conn, &e);
 
     let mut e = E::new(&ps.guid, T0 + 1_400, "netconn");
@@ -376,19 +410,31 @@ pub fn build_case(conn: &Connection) -> Case {
     e.kind = "header".into();
     insert_event(conn, &e);
 
-    Case { explorer, cmd, ps, net, conhost, whoami }
+    Case {
+        explorer,
+        cmd,
+        ps,
+        net,
+        conhost,
+        whoami,
+    }
 }
 
 /// Compare `actual` with the golden file `tests/golden/<name>`; `CBTRAIL_BLESS=1` rewrites it.
 pub fn golden(name: &str, actual: &[u8]) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
     if std::env::var_os("CBTRAIL_BLESS").is_some() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, actual).unwrap();
         return;
     }
     let expected = std::fs::read(&path).unwrap_or_else(|e| {
-        panic!("{}: {e} (run with CBTRAIL_BLESS=1 to create it)", path.display())
+        panic!(
+            "{}: {e} (run with CBTRAIL_BLESS=1 to create it)",
+            path.display()
+        )
     });
     assert!(
         expected == actual,
