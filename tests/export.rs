@@ -1,10 +1,10 @@
 //! Exports over a hand-built database: golden CSV (with the summary column), tree.json and text
 //! tree; levels and names in tree.json; follow_childprocs; atomic directories.
 
-mod common;
+mod treedb;
 
 use cbtrail::export::{self, ExportOptions, ExportRequest, summary::SummarySpec};
-use common::*;
+use treedb::*;
 use serde_json::Value;
 use std::fs;
 use std::path::Path;

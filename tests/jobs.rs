@@ -2,11 +2,11 @@
 //! re-export on new events within the follow window, restart recovery, retries, the worker thread.
 //! Time is passed in explicitly (`tick(now)`), so nothing here sleeps on a timer it asserts on.
 
-mod common;
+mod treedb;
 
 use cbtrail::jobs::{self, JobRow, JobSettings, Worker};
 use cbtrail::model::Notification;
-use common::*;
+use treedb::*;
 use rusqlite::Connection;
 use std::path::Path;
 use std::time::Duration;

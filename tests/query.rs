@@ -1,10 +1,10 @@
 //! The command-line verbs, parsed with clap as `main.rs` will, run against hand-built databases.
 
-mod common;
+mod treedb;
 
 use cbtrail::query::{self, QueryCommand, QueryError};
 use clap::Parser;
-use common::*;
+use treedb::*;
 use serde_json::Value;
 use std::path::Path;
 

@@ -2,11 +2,11 @@
 //! (pid reuse, the same pid on two hosts), bad data (missing parents, cycles, self-parents), and
 //! msticpy's summary statistics compared one to one with an independent implementation.
 
-mod common;
+mod treedb;
 
 use cbtrail::export::treejson::tree_json_string;
 use cbtrail::tree::{self, AncestryEnd, Forest, Host, ProcessTree, TreeStats};
-use common::*;
+use treedb::*;
 
 fn stats(p: u64, r: u64, l: u64, b: u64, i: u64, d: u64) -> TreeStats {
     TreeStats {
