@@ -14,14 +14,30 @@
 //! | [`export`] | one process's lineage and descendants as per-process CSVs (summary spec), `tree.json`, text tree, written atomically |
 //! | [`jobs`] | hit → export job (inside the notification's transaction), the job worker thread: settle, coalesce, follow, retry |
 //! | [`query`] | command-line verbs `tree`, `ancestry`, `events`, `export`, `stats`, `jobs` (read-only) |
+//! | [`capture`] | capture files on disk → deliveries (replay, publish) |
+//! | [`pipeline`] | decode thread → writer thread → committed batches, ack after commit |
+//! | [`bus`] | RabbitMQ connection, our queue and bindings, the publisher |
+//! | [`daemon`] | `cbtrail run`: supervisor, sessions, shutdown |
+//! | [`replay`] | `cbtrail replay`: offline ingest through the same pipeline |
+//! | [`config`] | settings from TOML and `CBTRAIL_*`, validation, cb.conf credentials |
+//! | [`shutdown`] | signals, shutdown flag, systemd notify and watchdog |
+//! | [`metrics`] | every metric name, described once |
 //!
 //! Data flow and the reliability rule (ack only after commit) are described in the README.
 
+pub mod bus;
+pub mod capture;
+pub mod config;
+pub mod daemon;
 pub mod decode;
 pub mod export;
 pub mod jobs;
+pub mod metrics;
 pub mod model;
+pub mod pipeline;
 pub mod query;
+pub mod replay;
+pub mod shutdown;
 pub mod store;
 pub mod tree;
 

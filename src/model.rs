@@ -305,15 +305,18 @@ pub enum QuarantineReason {
     BadProtobuf,
     BadZip,
     BadFraming,
+    /// Decoded, but the database refused the records (kept whole so nothing is lost).
+    StoreRejected,
 }
 
 impl QuarantineReason {
-    pub const ALL: [QuarantineReason; 5] = [
+    pub const ALL: [QuarantineReason; 6] = [
         QuarantineReason::UnknownContentType,
         QuarantineReason::BadJson,
         QuarantineReason::BadProtobuf,
         QuarantineReason::BadZip,
         QuarantineReason::BadFraming,
+        QuarantineReason::StoreRejected,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -323,6 +326,7 @@ impl QuarantineReason {
             QuarantineReason::BadProtobuf => "bad_protobuf",
             QuarantineReason::BadZip => "bad_zip",
             QuarantineReason::BadFraming => "bad_framing",
+            QuarantineReason::StoreRejected => "store_rejected",
         }
     }
 }

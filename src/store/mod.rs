@@ -33,6 +33,29 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// Errors that go away by themselves (another connection holds a lock, the disk is full or
+    /// briefly failing): the batch is retried as it is rather than split or quarantined.
+    pub fn is_transient(&self) -> bool {
+        use rusqlite::ErrorCode::*;
+        match self {
+            StoreError::Sqlite { source, .. } => matches!(
+                source.sqlite_error_code(),
+                Some(
+                    DatabaseBusy
+                        | DatabaseLocked
+                        | DiskFull
+                        | SystemIoFailure
+                        | CannotOpen
+                        | ReadOnly
+                        | OutOfMemory
+                )
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// What one committed batch added. Duplicates (redeliveries) are counted, not stored.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BatchStats {
@@ -46,6 +69,30 @@ pub struct BatchStats {
     pub quarantined_by_reason: BTreeMap<&'static str, u64>,
 }
 
+/// How SQLite makes commits durable (`PRAGMA synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// Survives power loss: an acknowledged batch is never rolled back.
+    Full,
+    /// Survives a crash of cbtrail; a power loss may roll back the last acknowledged batches.
+    Normal,
+}
+
+/// Options of the writer connection.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterOptions {
+    pub synchronous: Synchronous,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            synchronous: Synchronous::Full,
+        }
+    }
+}
+
 /// The single writer connection.
 pub struct Writer {
     conn: Connection,
@@ -55,7 +102,12 @@ pub struct Writer {
 impl Writer {
     /// Open (creating if needed) and migrate the database at `path`, in WAL mode.
     pub fn open(path: &Path) -> Result<Writer, StoreError> {
-        let _ = path;
+        Writer::open_with(path, WriterOptions::default())
+    }
+
+    /// [`Writer::open`] with options.
+    pub fn open_with(path: &Path, opts: WriterOptions) -> Result<Writer, StoreError> {
+        let _ = (path, opts);
         todo!("open")
     }
 

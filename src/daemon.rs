@@ -1,0 +1,334 @@
+//! `cbtrail run`: the daemon.
+//!
+//! A supervisor loop keeps one bus session alive (connect → declare our queue → consume), with
+//! lapin's automatic recovery inside a session and a fresh session with back-off when recovery gives
+//! up. Deliveries go through the [`Pipeline`]; committed batches come back and are acknowledged. The
+//! pipeline outlives sessions, so a reconnect never loses what is in flight: unacknowledged deliveries
+//! are redelivered by the broker and recognised as duplicates by the store.
+//!
+//! Shutdown (SIGTERM/SIGINT): cancel the consumer, let the pipeline commit what it holds, acknowledge
+//! it, close the connection, exit 0.
+
+use crate::bus::{self, BusError};
+use crate::config::{ConfigError, Settings};
+use crate::metrics;
+use crate::model::DeliveryMeta;
+use crate::pipeline::{self, AckHandle, BatchOptions, Incoming, Pipeline, PipelineError, Totals};
+use crate::shutdown::{self, Request, Shutdown};
+use crate::store::{StoreError, Writer, WriterOptions};
+use futures_lite::StreamExt;
+use lapin::Connection;
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions};
+use lapin::types::FieldTable;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Errors that stop the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Pipeline(#[from] PipelineError),
+    #[error("{0}")]
+    Metrics(#[from] crate::metrics::MetricsError),
+    #[error("installing signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Applies a new log filter (the binary owns the subscriber); returns an error text when invalid.
+pub type LogReloader = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// Run until SIGTERM/SIGINT. `config_path` is re-read on SIGHUP.
+pub async fn run(
+    settings: Settings,
+    config_path: Option<PathBuf>,
+    reload_log: Option<LogReloader>,
+) -> Result<Totals, DaemonError> {
+    let (stop_tx, stop) = Shutdown::new();
+    let mut signals = shutdown::listen().map_err(DaemonError::Signals)?;
+    let mut current = settings.clone();
+    let signal_task = tokio::spawn(async move {
+        while let Some(r) = signals.recv().await {
+            match r {
+                Request::Stop => {
+                    tracing::info!("stop requested; finishing the batch in hand");
+                    shutdown::notify_stopping();
+                    let _ = stop_tx.send(true);
+                }
+                Request::Reload => reload(&mut current, config_path.as_deref(), &reload_log),
+            }
+        }
+    });
+    let r = run_until(settings, stop).await;
+    signal_task.abort();
+    r
+}
+
+/// Run until `stop` is raised: consume, store, acknowledge. Returns what was stored.
+pub async fn run_until(settings: Settings, stop: Shutdown) -> Result<Totals, DaemonError> {
+    if !settings.metrics.listen.is_empty() {
+        let addr = settings
+            .metrics
+            .listen
+            .parse()
+            .map_err(|_| ConfigError::Key {
+                key: "metrics.listen".into(),
+                message: format!("`{}` is not an address", settings.metrics.listen),
+            })?;
+        metrics::install(addr)?;
+    }
+    let writer = Writer::open_with(
+        &settings.store.path,
+        WriterOptions {
+            synchronous: settings.store.synchronous,
+        },
+    )?;
+    tracing::info!(db = %settings.store.path.display(), "database open");
+    let opts = BatchOptions::new(
+        settings.store.batch_size,
+        Duration::from_millis(settings.store.batch_max_latency_ms),
+    );
+    let pipeline = Pipeline::start(writer, opts, settings.amqp.prefetch as usize);
+    let liveness = pipeline.liveness.clone();
+    let (input, mut committed, threads) = pipeline.into_parts();
+    let db_path = settings.store.path.clone();
+    let acker = tokio::spawn(async move {
+        let mut totals = Totals::default();
+        let mut last_size: Option<std::time::Instant> = None;
+        while let Some(c) = committed.recv().await {
+            metrics::batch_committed(&c.stats, c.deliveries, c.commit_latency);
+            totals.add(&c);
+            let deliveries = c.deliveries;
+            let (_ok, failed) = pipeline::acknowledge(c.acks).await;
+            metrics::acks_failed(failed);
+            metrics::unacked_sub(deliveries);
+            if last_size.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                metrics::database_size(&db_path);
+                last_size = Some(std::time::Instant::now());
+            }
+        }
+        totals
+    });
+    let watchdog = shutdown::spawn_watchdog(liveness);
+
+    let conn = supervise(&settings, &input, stop).await;
+    // Stop feeding the pipeline; it commits what it holds and hands back the last acks.
+    drop(input);
+    let totals = acker.await;
+    if let Some(conn) = conn {
+        let _ = conn.close(200, "cbtrail stopping".into()).await;
+    }
+    metrics::connection_up(false);
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    let joined = tokio::task::spawn_blocking(move || threads.join())
+        .await
+        .map_err(|_| PipelineError::Panicked("pipeline"))?;
+    let totals = totals.map_err(|_| PipelineError::Panicked("ack"))?;
+    joined?;
+    tracing::info!(
+        deliveries = totals.deliveries,
+        events = totals.stats.events,
+        "stopped"
+    );
+    Ok(totals)
+}
+
+/// Keep a bus session up until a stop is requested; returns the open connection then, so the
+/// final acknowledgements can still go out on it.
+async fn supervise(
+    settings: &Settings,
+    input: &mpsc::Sender<Incoming>,
+    mut stop: Shutdown,
+) -> Option<Connection> {
+    let mut backoff = Duration::from_millis(500);
+    let mut ready_sent = false;
+    loop {
+        if stop.is_requested() {
+            return None;
+        }
+        match session(settings, input, &mut stop, &mut ready_sent).await {
+            Ok(conn) => return conn,
+            Err(e) => {
+                metrics::connection_up(false);
+                metrics::reconnect();
+                tracing::error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "bus session ended");
+                shutdown::notify_status(&format!("bus unavailable: {e}"));
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.requested() => return None,
+                }
+                backoff = (backoff * 2).min(settings.reconnect_max());
+            }
+        }
+    }
+}
+
+/// One connection's life. Returns `Ok(Some(conn))` when a stop was requested.
+async fn session(
+    settings: &Settings,
+    input: &mpsc::Sender<Incoming>,
+    stop: &mut Shutdown,
+    ready_sent: &mut bool,
+) -> Result<Option<Connection>, BusError> {
+    let a = &settings.amqp;
+    let target = a.display_target();
+    let conn = tokio::select! {
+        c = bus::connect(a, &a.connection_name) => c?,
+        _ = stop.requested() => return Ok(None),
+    };
+    let channel = conn
+        .create_channel()
+        .await
+        .map_err(BusError::amqp("opening a channel"))?;
+    bus::declare_topology(&conn, &channel, a).await?;
+    let consumer_tag = format!("cbtrail-{}", std::process::id());
+    let mut consumer = channel
+        .basic_consume(
+            a.queue.as_str().into(),
+            consumer_tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(BusError::amqp(format!("consuming from {}", a.queue)))?;
+    metrics::connection_up(true);
+    watch_connection(&conn);
+    tracing::info!(target = %target, queue = %a.queue, prefetch = a.prefetch, "consuming");
+    let status = format!("consuming {} on {target}", a.queue);
+    if *ready_sent {
+        shutdown::notify_status(&status);
+    } else {
+        shutdown::notify_ready(&status);
+        *ready_sent = true;
+    }
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = stop.requested() => {
+                let _ = channel
+                    .basic_cancel(consumer_tag.as_str().into(), BasicCancelOptions::default())
+                    .await;
+                return Ok(Some(conn));
+            }
+            d = consumer.next() => d,
+        };
+        let delivery = match next {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "consumer error; waiting for the connection to recover");
+                channel
+                    .wait_for_recovery(e)
+                    .await
+                    .map_err(BusError::amqp("recovering the connection"))?;
+                continue;
+            }
+            None => {
+                return Err(BusError::Amqp {
+                    what: "the broker cancelled our consumer".into(),
+                    source: lapin::ErrorKind::InvalidChannelState(
+                        lapin::ChannelState::Closed,
+                        "consumer cancelled",
+                    )
+                    .into(),
+                });
+            }
+        };
+        let meta = DeliveryMeta {
+            exchange: delivery.exchange.as_str().to_string(),
+            routing_key: delivery.routing_key.as_str().to_string(),
+            content_type: delivery
+                .properties
+                .content_type()
+                .as_ref()
+                .map(|c| c.as_str().to_string()),
+            headers: bus::headers_to_json(delivery.properties.headers().as_ref()),
+        };
+        metrics::delivery(&meta, delivery.data.len());
+        let inc = Incoming {
+            meta,
+            body: delivery.data,
+            ack: Some(AckHandle {
+                delivery_tag: delivery.delivery_tag,
+                acker: delivery.acker,
+            }),
+        };
+        if input.send(inc).await.is_err() {
+            // The pipeline stopped (its writer failed for good): end the session; run() reports it.
+            return Ok(Some(conn));
+        }
+    }
+}
+
+/// Track connection state and recoveries for the metrics and the log.
+fn watch_connection(conn: &Connection) {
+    let mut events = conn.events_listener();
+    tokio::spawn(async move {
+        while let Some(ev) = events.next().await {
+            match ev {
+                lapin::Event::Connected => {
+                    tracing::info!("connection recovered");
+                    metrics::reconnect();
+                    metrics::connection_up(true);
+                }
+                lapin::Event::Error(e) => {
+                    tracing::warn!(error = %e, "connection error");
+                    metrics::connection_up(false);
+                }
+                _ => {}
+            }
+        }
+    });
+}
+
+/// SIGHUP: re-read the file; apply the log level; name what needs a restart.
+fn reload(
+    current: &mut Settings,
+    path: Option<&std::path::Path>,
+    reload_log: &Option<LogReloader>,
+) {
+    let new = match Settings::load(path) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "reload: configuration rejected; keeping the running one");
+            return;
+        }
+    };
+    if new.log.level != current.log.level {
+        match reload_log.as_ref().map(|f| f(&new.log.level)) {
+            Some(Ok(())) | None => {
+                tracing::info!(from = %current.log.level, to = %new.log.level, "reload: log level changed");
+                current.log.level = new.log.level.clone();
+            }
+            Some(Err(e)) => tracing::error!(error = %e, "reload: log level not applied"),
+        }
+    }
+    let mut restart = Vec::new();
+    let (old_v, new_v) = (
+        serde_json::to_value(&*current).unwrap_or_default(),
+        serde_json::to_value(&new).unwrap_or_default(),
+    );
+    if let (Some(o), Some(n)) = (old_v.as_object(), new_v.as_object()) {
+        for (section, nv) in n {
+            if let (Some(ov), Some(nv)) =
+                (o.get(section).and_then(|v| v.as_object()), nv.as_object())
+            {
+                for (k, v) in nv {
+                    if ov.get(k) != Some(v) {
+                        restart.push(format!("{section}.{k}"));
+                    }
+                }
+            }
+        }
+    }
+    if restart.is_empty() {
+        tracing::info!("reload: done");
+    } else {
+        tracing::warn!(keys = %restart.join(", "), "reload: these changes take effect after a restart");
+    }
+}

@@ -1,0 +1,449 @@
+//! The ingest pipeline: deliveries → decode thread → writer thread → committed batches.
+//!
+//! ```text
+//!  consumer / replay ──Incoming──► decode thread ──Decoded──► writer thread ──Committed──► acker
+//!                      (bounded)                 (bounded)    one transaction   (ack after commit)
+//! ```
+//!
+//! Each stage owns its data and hands it on through a bounded channel, so a slow stage pushes back
+//! on the one before it and, through the prefetch window, on the broker: memory stays bounded however
+//! fast messages arrive. The writer commits a batch and only then passes the batch's delivery handles
+//! on; nothing upstream of a commit is ever acknowledged. The same pipeline serves `cbtrail replay`
+//! (without acks), so offline replay and the daemon store exactly the same rows.
+
+use crate::decode;
+use crate::model::{DeliveryMeta, QuarantineReason, Quarantined, Record};
+use crate::store::{BatchStats, StoreError, Writer};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// One delivery entering the pipeline.
+pub struct Incoming {
+    pub meta: DeliveryMeta,
+    pub body: Vec<u8>,
+    /// How to acknowledge it once stored; `None` for offline replay.
+    pub ack: Option<AckHandle>,
+}
+
+/// The broker's handle on one delivery.
+pub struct AckHandle {
+    pub delivery_tag: u64,
+    pub acker: lapin::Acker,
+}
+
+/// A delivery after decoding.
+struct Decoded {
+    meta: DeliveryMeta,
+    /// Kept until commit so that a delivery the database refuses can still be quarantined whole.
+    body: Vec<u8>,
+    records: Vec<Record>,
+    ack: Option<AckHandle>,
+}
+
+/// A committed batch: what it stored and the deliveries it covers, in arrival order.
+pub struct Committed {
+    pub stats: BatchStats,
+    pub deliveries: u64,
+    pub bytes: u64,
+    pub acks: Vec<AckHandle>,
+    pub commit_latency: Duration,
+}
+
+/// When a batch is closed and committed.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchOptions {
+    /// Deliveries per transaction.
+    pub max_deliveries: usize,
+    /// Records per transaction (bundles hold many records each).
+    pub max_records: usize,
+    /// Longest the first delivery of a batch waits for the batch to fill.
+    pub max_latency: Duration,
+}
+
+impl BatchOptions {
+    pub fn new(batch_size: usize, max_latency: Duration) -> BatchOptions {
+        BatchOptions {
+            max_deliveries: batch_size.max(1),
+            max_records: (batch_size * 20).max(5_000),
+            max_latency,
+        }
+    }
+}
+
+/// Writer progress, for the systemd watchdog: the time (ms since the pipeline started) at which the
+/// writer last either committed or found nothing to do. A writer stuck in a failing or hanging
+/// commit stops advancing it.
+#[derive(Debug, Default)]
+pub struct Liveness {
+    start: Option<Instant>,
+    last_ms: AtomicU64,
+}
+
+impl Liveness {
+    pub fn new() -> Liveness {
+        Liveness {
+            start: Some(Instant::now()),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.start
+            .map(|s| s.elapsed().as_millis() as u64)
+            .unwrap_or(0)
+    }
+
+    /// The writer made progress.
+    pub fn beat(&self) {
+        self.last_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// How long ago the writer last made progress.
+    pub fn since_last(&self) -> Duration {
+        Duration::from_millis(
+            self.now_ms()
+                .saturating_sub(self.last_ms.load(Ordering::Relaxed)),
+        )
+    }
+}
+
+/// Totals over the life of a pipeline.
+#[derive(Debug, Clone, Default)]
+pub struct Totals {
+    pub deliveries: u64,
+    pub bytes: u64,
+    pub batches: u64,
+    pub stats: BatchStats,
+}
+
+impl Totals {
+    pub fn add(&mut self, c: &Committed) {
+        self.deliveries += c.deliveries;
+        self.bytes += c.bytes;
+        self.batches += 1;
+        merge_stats(&mut self.stats, &c.stats);
+    }
+}
+
+/// Add `b` into `a`.
+pub fn merge_stats(a: &mut BatchStats, b: &BatchStats) {
+    a.events += b.events;
+    a.binaries += b.binaries;
+    a.notifications += b.notifications;
+    a.quarantined += b.quarantined;
+    a.duplicates += b.duplicates;
+    for (k, v) in &b.events_by_type {
+        *a.events_by_type.entry(*k).or_default() += v;
+    }
+    for (k, v) in &b.quarantined_by_reason {
+        *a.quarantined_by_reason.entry(k).or_default() += v;
+    }
+}
+
+/// A running pipeline.
+pub struct Pipeline {
+    /// Send deliveries here. Dropping every clone of it drains and stops the pipeline.
+    pub input: mpsc::Sender<Incoming>,
+    /// Committed batches come out here, in order.
+    pub committed: mpsc::Receiver<Committed>,
+    pub liveness: Arc<Liveness>,
+    decode_thread: JoinHandle<()>,
+    writer_thread: JoinHandle<Result<(), StoreError>>,
+}
+
+/// Errors that stop the pipeline.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("the {0} thread panicked")]
+    Panicked(&'static str),
+    #[error("the writer could not commit the last batch before shutdown: {0}")]
+    Unflushed(StoreError),
+}
+
+impl Pipeline {
+    /// Start the decode and writer threads around `writer`. `queue` bounds each channel (in
+    /// deliveries); the prefetch window is a good value.
+    pub fn start(writer: Writer, opts: BatchOptions, queue: usize) -> Pipeline {
+        let queue = queue.max(1);
+        let (input, mut in_rx) = mpsc::channel::<Incoming>(queue);
+        let (dec_tx, dec_rx) = std_mpsc::sync_channel::<Decoded>(queue);
+        let (com_tx, committed) = mpsc::channel::<Committed>(4);
+        let liveness = Arc::new(Liveness::new());
+        liveness.beat();
+        let decode_thread = std::thread::Builder::new()
+            .name("cbtrail-decode".into())
+            .spawn(move || {
+                while let Some(inc) = in_rx.blocking_recv() {
+                    let records = decode::decode(&inc.meta, &inc.body);
+                    let d = Decoded {
+                        meta: inc.meta,
+                        body: inc.body,
+                        records,
+                        ack: inc.ack,
+                    };
+                    if dec_tx.send(d).is_err() {
+                        break;
+                    }
+                }
+            })
+            .expect("spawning the decode thread");
+        let live = liveness.clone();
+        let writer_thread = std::thread::Builder::new()
+            .name("cbtrail-writer".into())
+            .spawn(move || writer_loop(writer, opts, dec_rx, com_tx, live))
+            .expect("spawning the writer thread");
+        Pipeline {
+            input,
+            committed,
+            liveness,
+            decode_thread,
+            writer_thread,
+        }
+    }
+
+    /// Wait for both threads after the input side was dropped and every committed batch was taken.
+    pub fn join(self) -> Result<(), PipelineError> {
+        let Pipeline {
+            input,
+            committed,
+            decode_thread,
+            writer_thread,
+            ..
+        } = self;
+        drop(input);
+        drop(committed);
+        decode_thread
+            .join()
+            .map_err(|_| PipelineError::Panicked("decode"))?;
+        writer_thread
+            .join()
+            .map_err(|_| PipelineError::Panicked("writer"))?
+            .map_err(PipelineError::Unflushed)
+    }
+
+    /// Split into the parts the daemon drives separately.
+    pub fn into_parts(
+        self,
+    ) -> (
+        mpsc::Sender<Incoming>,
+        mpsc::Receiver<Committed>,
+        PipelineJoin,
+    ) {
+        (
+            self.input,
+            self.committed,
+            PipelineJoin {
+                decode_thread: self.decode_thread,
+                writer_thread: self.writer_thread,
+            },
+        )
+    }
+}
+
+/// The threads of a pipeline whose channels were handed out with [`Pipeline::into_parts`].
+pub struct PipelineJoin {
+    decode_thread: JoinHandle<()>,
+    writer_thread: JoinHandle<Result<(), StoreError>>,
+}
+
+impl PipelineJoin {
+    /// Wait for both threads (after the input sender was dropped).
+    pub fn join(self) -> Result<(), PipelineError> {
+        self.decode_thread
+            .join()
+            .map_err(|_| PipelineError::Panicked("decode"))?;
+        self.writer_thread
+            .join()
+            .map_err(|_| PipelineError::Panicked("writer"))?
+            .map_err(PipelineError::Unflushed)
+    }
+}
+
+/// How long the writer keeps retrying a failing commit after its input closed (shutdown) before it
+/// gives up; the deliveries are then left unacknowledged and the broker redelivers them.
+const SHUTDOWN_RETRY: Duration = Duration::from_secs(10);
+/// Attempts of a whole batch before its deliveries are tried one by one.
+const ATTEMPTS_BEFORE_SPLIT: u32 = 3;
+
+fn writer_loop(
+    mut writer: Writer,
+    opts: BatchOptions,
+    rx: std_mpsc::Receiver<Decoded>,
+    tx: mpsc::Sender<Committed>,
+    live: Arc<Liveness>,
+) -> Result<(), StoreError> {
+    let idle_tick = opts.max_latency.max(Duration::from_millis(200));
+    let mut closed = false;
+    while !closed {
+        // Wait for the first delivery of the next batch, beating while idle.
+        let first = match rx.recv_timeout(idle_tick) {
+            Ok(d) => d,
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                live.beat();
+                continue;
+            }
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        let deadline = Instant::now() + opts.max_latency;
+        let mut records = first.records.len();
+        let mut batch = vec![first];
+        while batch.len() < opts.max_deliveries && records < opts.max_records {
+            let left = deadline.saturating_duration_since(Instant::now());
+            // Take what is already queued even past the deadline, up to the batch size: it costs
+            // nothing and saves a commit.
+            let next = if left.is_zero() {
+                rx.try_recv().map_err(|e| match e {
+                    std_mpsc::TryRecvError::Empty => std_mpsc::RecvTimeoutError::Timeout,
+                    std_mpsc::TryRecvError::Disconnected => {
+                        std_mpsc::RecvTimeoutError::Disconnected
+                    }
+                })
+            } else {
+                rx.recv_timeout(left)
+            };
+            match next {
+                Ok(d) => {
+                    records += d.records.len();
+                    batch.push(d);
+                }
+                Err(std_mpsc::RecvTimeoutError::Timeout) => break,
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        let committed = commit_batch(&mut writer, batch, closed)?;
+        live.beat();
+        if tx.blocking_send(committed).is_err() {
+            // Nobody takes acknowledgements any more: the daemon is gone. What was committed stays
+            // committed; its deliveries are redelivered and recognised as duplicates.
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Commit `batch`, retrying transient failures with back-off. A batch that fails for another
+/// reason is split, and a delivery the database refuses on its own is quarantined whole (with the
+/// database's error) so that one bad record can never wedge ingest.
+fn commit_batch(
+    writer: &mut Writer,
+    mut batch: Vec<Decoded>,
+    shutting_down: bool,
+) -> Result<Committed, StoreError> {
+    let started = Instant::now();
+    let deliveries = batch.len() as u64;
+    let bytes = batch.iter().map(|d| d.body.len() as u64).sum();
+    // Move (not clone) every record into one slice for the transaction; remember each delivery's
+    // range for the fallback below.
+    let mut records: Vec<Record> = Vec::with_capacity(batch.iter().map(|d| d.records.len()).sum());
+    let mut ranges = Vec::with_capacity(batch.len());
+    for d in &mut batch {
+        let start = records.len();
+        records.append(&mut d.records);
+        ranges.push(start..records.len());
+    }
+    let stats = match write_with_retry(writer, &records, shutting_down, true) {
+        Ok(stats) => stats,
+        Err(e) => {
+            tracing::warn!(error = %e, deliveries, "batch refused by the database; storing its deliveries one by one");
+            let mut total = BatchStats::default();
+            for (d, range) in batch.iter().zip(ranges) {
+                let s = match write_with_retry(writer, &records[range], shutting_down, true) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(error = %e, routing_key = %d.meta.routing_key, "delivery refused by the database; quarantining it");
+                        let q = Record::Quarantined(Box::new(Quarantined::new(
+                            &d.meta,
+                            QuarantineReason::StoreRejected,
+                            format!("the database refused this delivery's records: {e}"),
+                            d.body.clone(),
+                        )));
+                        write_with_retry(writer, std::slice::from_ref(&q), shutting_down, false)?
+                    }
+                };
+                merge_stats(&mut total, &s);
+            }
+            total
+        }
+    };
+    let acks = batch.into_iter().filter_map(|d| d.ack).collect();
+    Ok(Committed {
+        stats,
+        deliveries,
+        bytes,
+        acks,
+        commit_latency: started.elapsed(),
+    })
+}
+
+/// Write `records`, retrying transient errors (busy, locked, full disk, I/O) forever while running,
+/// for [`SHUTDOWN_RETRY`] when shutting down. Other errors are retried
+/// [`ATTEMPTS_BEFORE_SPLIT`] times when `give_up_on_permanent`, then returned.
+fn write_with_retry(
+    writer: &mut Writer,
+    records: &[Record],
+    shutting_down: bool,
+    give_up_on_permanent: bool,
+) -> Result<BatchStats, StoreError> {
+    let started = Instant::now();
+    let mut attempt = 0u32;
+    loop {
+        match writer.write_batch(records) {
+            Ok(s) => return Ok(s),
+            Err(e) => {
+                attempt += 1;
+                let transient = e.is_transient();
+                if !transient && give_up_on_permanent && attempt >= ATTEMPTS_BEFORE_SPLIT {
+                    return Err(e);
+                }
+                if shutting_down && started.elapsed() > SHUTDOWN_RETRY {
+                    return Err(e);
+                }
+                let wait = Duration::from_millis(100u64 << attempt.min(6));
+                tracing::warn!(error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "commit failed");
+                std::thread::sleep(wait);
+            }
+        }
+    }
+}
+
+/// Acknowledge a committed batch: one `multiple` ack per run of increasing delivery tags. A tag
+/// that is not larger than the previous one means the channel was recovered in between (tags start
+/// again at 1); each channel generation gets its own ack. Returns (acked, failed) delivery counts.
+/// A failed ack (`Ok(false)`: the channel it came from is gone) is harmless: the broker redelivers
+/// and the store recognises the duplicates.
+pub async fn acknowledge(acks: Vec<AckHandle>) -> (u64, u64) {
+    let mut ok = 0;
+    let mut failed = 0;
+    let mut run = 0u64;
+    let n = acks.len();
+    for i in 0..n {
+        run += 1;
+        let last_of_run = i + 1 == n || acks[i + 1].delivery_tag <= acks[i].delivery_tag;
+        if !last_of_run {
+            continue;
+        }
+        let r = acks[i]
+            .acker
+            .ack(lapin::options::BasicAckOptions { multiple: true })
+            .await;
+        match r {
+            Ok(true) => ok += run,
+            Ok(false) => failed += run,
+            Err(e) => {
+                tracing::debug!(error = %e, "ack failed; the broker will redeliver");
+                failed += run;
+            }
+        }
+        run = 0;
+    }
+    (ok, failed)
+}

@@ -1,0 +1,246 @@
+//! End to end through the real broker: everything published as the CB server would is stored exactly
+//! as offline replay stores it, also when the daemon's connection is force-closed or the daemon is
+//! killed mid-stream, and bad input lands in quarantine while consumption goes on.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Replay the captures into `db` and return its fingerprint.
+fn expected(dir: &Path, captures: &Path) -> Fingerprint {
+    let db = dir.join("expected.db");
+    let out = cbtrail(&[
+        "replay",
+        "--db",
+        db.to_str().unwrap(),
+        captures.to_str().unwrap(),
+    ]);
+    assert!(out.contains("quarantined=0"), "replay: {out}");
+    fingerprint(&db).expect("replayed database")
+}
+
+/// Publish the captures in the background at `rate` messages/s.
+fn publish_in_background(
+    broker: &Broker,
+    captures: &Path,
+    rate: Option<u32>,
+) -> std::process::Child {
+    let mut cmd = Command::new(bin());
+    cmd.args(["publish", "--amqp", &broker.url(), "--connection-name"])
+        .arg(unique("publisher"))
+        .arg(captures)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(r) = rate {
+        cmd.args(["--rate", &r.to_string()]);
+    }
+    cmd.spawn().expect("starting cbtrail publish")
+}
+
+fn finish_publisher(p: std::process::Child) {
+    let out = p.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "publish failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("unroutable=0"), "{text}");
+}
+
+#[test]
+fn daemon_stores_exactly_what_replay_stores() {
+    let Some(captures) = forwarder_captures() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let want = expected(tmp.path(), &captures);
+    let broker = Broker::new("plain");
+    let db = tmp.path().join("daemon.db");
+    let mut d = Daemon::start(&broker, tmp.path(), &db, "");
+    d.wait_consuming();
+    finish_publisher(publish_in_background(&broker, &captures, None));
+    wait_for_fingerprint(&db, &want, Duration::from_secs(120), &|| d.log_text());
+    let st = d.terminate(Duration::from_secs(15));
+    assert!(st.success(), "exit status {st}:\n{}", d.log_text());
+    // Everything was acknowledged: nothing left in the queue, nothing in flight.
+    assert_eq!(broker.queue_state(&d.queue), Some((0, 0, 0)));
+}
+
+#[test]
+fn forced_connection_close_mid_stream_loses_and_doubles_nothing() {
+    let Some(captures) = forwarder_captures() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let want = expected(tmp.path(), &captures);
+    let total_events = want["events"].0;
+    let broker = Broker::new("close");
+    let db = tmp.path().join("daemon.db");
+    let mut d = Daemon::start(&broker, tmp.path(), &db, "");
+    d.wait_consuming();
+    let publisher = publish_in_background(&broker, &captures, Some(1500));
+    wait_until(
+        "a fifth of the events stored",
+        Duration::from_secs(60),
+        || count(&db, "events") >= total_events / 5,
+    );
+    let closed = broker.close_connection(&d.connection_name);
+    assert_eq!(
+        closed, 1,
+        "expected to close exactly the daemon's connection"
+    );
+    finish_publisher(publisher);
+    wait_for_fingerprint(&db, &want, Duration::from_secs(120), &|| d.log_text());
+    assert!(d.log_text().contains("recovered") || d.log_text().contains("bus session ended"));
+    let st = d.terminate(Duration::from_secs(15));
+    assert!(st.success(), "exit status {st}:\n{}", d.log_text());
+    assert_eq!(broker.queue_state(&d.queue), Some((0, 0, 0)));
+}
+
+#[test]
+fn sigkill_and_restart_mid_stream_loses_and_doubles_nothing() {
+    let Some(captures) = forwarder_captures() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let want = expected(tmp.path(), &captures);
+    let total_events = want["events"].0;
+    let broker = Broker::new("kill");
+    let db = tmp.path().join("daemon.db");
+    let mut d = Daemon::start(&broker, tmp.path(), &db, "");
+    d.wait_consuming();
+    let publisher = publish_in_background(&broker, &captures, Some(1500));
+    wait_until(
+        "a fifth of the events stored",
+        Duration::from_secs(60),
+        || count(&db, "events") >= total_events / 5,
+    );
+    d.kill9();
+    let stored_at_kill = count(&db, "events");
+    assert!(
+        stored_at_kill < total_events,
+        "killed too late to prove anything"
+    );
+    d.restart(tmp.path());
+    d.wait_consuming();
+    finish_publisher(publisher);
+    wait_for_fingerprint(&db, &want, Duration::from_secs(120), &|| d.log_text());
+    let st = d.terminate(Duration::from_secs(15));
+    assert!(st.success(), "exit status {st}:\n{}", d.log_text());
+    assert_eq!(broker.queue_state(&d.queue), Some((0, 0, 0)));
+}
+
+#[test]
+fn bad_input_is_quarantined_intact_and_consumption_goes_on() {
+    use cbtrail::model::DeliveryMeta;
+    let tmp = tempfile::tempdir().unwrap();
+    let broker = Broker::new("quarantine");
+    let db = tmp.path().join("daemon.db");
+    let mut d = Daemon::start(&broker, tmp.path(), &db, "");
+    d.wait_consuming();
+
+    let meta = |exchange: &str, key: &str, ct: Option<&str>| DeliveryMeta {
+        exchange: exchange.into(),
+        routing_key: key.into(),
+        content_type: ct.map(str::to_string),
+        headers: [("sensorId".to_string(), serde_json::json!(3))].into(),
+    };
+    // A zip whose central directory is cut off, a bundle whose length prefix overruns it, random
+    // bytes as a protobuf event, broken JSON, and a content type nobody knows.
+    let mut zip = Vec::new();
+    {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(&mut zip));
+        w.start_file("EventLog_1.log", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        std::io::Write::write_all(&mut w, &[9u8; 300]).unwrap();
+        w.finish().unwrap();
+    }
+    let truncated_zip = zip[..zip.len() / 2].to_vec();
+    let mut overrun = 500u32.to_le_bytes().to_vec();
+    overrun.extend_from_slice(&[1, 2, 3, 4, 5]);
+    // Field 1 with wire type 7 (which does not exist), then noise: no protobuf parser accepts it.
+    let mut random = vec![0x0Fu8];
+    random.extend((0..96u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8));
+    let bad: Vec<(DeliveryMeta, Vec<u8>, &str)> = vec![
+        (
+            meta("api.rawsensordata", "", Some("application/zip")),
+            truncated_zip,
+            "bad_zip",
+        ),
+        (
+            meta("api.rawsensordata", "", Some("application/protobuf")),
+            overrun,
+            "bad_framing",
+        ),
+        (
+            meta(
+                "api.events",
+                "ingress.event.filemod",
+                Some("application/protobuf"),
+            ),
+            random,
+            "bad_protobuf",
+        ),
+        (
+            meta(
+                "api.events",
+                "watchlist.hit.process",
+                Some("application/json"),
+            ),
+            b"{\"docs\": [".to_vec(),
+            "bad_json",
+        ),
+        (
+            meta("api.events", "watchlist.hit.process", Some("text/x-weird")),
+            b"hello".to_vec(),
+            "unknown_content_type",
+        ),
+    ];
+    let good = (
+        meta("api.events", "feed.synchronized", Some("application/json")),
+        br#"{"feed_id": 4, "full_sync": false, "event_timestamp": 1447696175.07}"#.to_vec(),
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut p = cbtrail::bus::publish::Publisher::connect(&broker.url(), &unique("pub"), None)
+            .await
+            .unwrap();
+        for (m, body, _) in &bad {
+            p.publish(m, body).await.unwrap();
+        }
+        p.publish(&good.0, &good.1).await.unwrap();
+        let r = p.finish().await.unwrap();
+        assert_eq!(r.unroutable, 0);
+    });
+    wait_until(
+        "the good message after the bad ones",
+        Duration::from_secs(30),
+        || count(&db, "notifications") == 1,
+    );
+    let conn = cbtrail::store::open_read_only(&db).unwrap();
+    for (m, body, reason) in &bad {
+        let stored: Vec<u8> = conn
+            .query_row(
+                "SELECT body FROM quarantine WHERE reason = ?1 AND routing_key = ?2",
+                rusqlite::params![reason, m.routing_key],
+                |r| r.get(0),
+            )
+            .unwrap_or_else(|e| panic!("no {reason} quarantine row: {e}"));
+        assert_eq!(&stored, body, "{reason} body not intact");
+    }
+    let headers: String = conn
+        .query_row(
+            "SELECT headers FROM quarantine WHERE reason = 'bad_zip'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(headers.contains("sensorId"), "{headers}");
+    let st = d.terminate(Duration::from_secs(15));
+    assert!(st.success());
+    assert_eq!(broker.queue_state(&d.queue), Some((0, 0, 0)));
+}
