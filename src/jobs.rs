@@ -36,6 +36,8 @@
 //! A job whose process set has an event above its `watermark` (the highest id its last export saw)
 //! is re-exported. After a restart the cursor starts at the lowest watermark of the jobs still
 //! following, and catches up in pages.
+//!
+//! Operator documentation (settings, directory layout, file formats): `docs/exports.md`.
 
 use crate::export::{
     self, ExportError, ExportOptions, ExportRequest, Trigger, render_pattern, sanitize_component,
@@ -47,7 +49,7 @@ use crate::tree::{self, TreeError, parse_guid};
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
 };
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -119,30 +121,32 @@ impl std::str::FromStr for JobState {
     }
 }
 
-/// Settings of hit-triggered exports. Durations are given in seconds in configuration files
-/// (integers or decimals).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// Settings of hit-triggered exports (the `[exports]` section; operator documentation in
+/// `docs/exports.md`). Durations are given in seconds in configuration files (integers or
+/// decimals).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JobSettings {
     /// Wait after a trigger (and after new events) before exporting, so the burst of events around
     /// the hit is in the export. Default 60 s.
-    #[serde(deserialize_with = "secs")]
+    #[serde(deserialize_with = "secs", serialize_with = "to_secs")]
     pub settle: Duration,
     /// How long after the latest trigger new events of the process or its descendants cause a
     /// re-export. Default 30 min; 0 disables re-exports.
-    #[serde(deserialize_with = "secs")]
+    #[serde(deserialize_with = "secs", serialize_with = "to_secs")]
     pub follow_window: Duration,
     /// Hits on the same process GUID within this time of the job's creation merge into one job.
     /// Default 5 min.
-    #[serde(deserialize_with = "secs")]
+    #[serde(deserialize_with = "secs", serialize_with = "to_secs")]
     pub coalesce_window: Duration,
     /// How often the worker looks for due jobs and new events. Default 2 s.
-    #[serde(deserialize_with = "secs")]
+    #[serde(deserialize_with = "secs", serialize_with = "to_secs")]
     pub poll_interval: Duration,
     /// Generations of descendants exported below the hit process (the CBC exporter's
     /// `--follow_childprocs`). Default 5.
     pub follow_childprocs: u32,
-    /// Root of all export directories. Default `/var/lib/cbtrail/exports`.
+    /// Root of all export directories. Default `$STATE_DIRECTORY/exports` under systemd, else
+    /// `./exports`.
     pub output_dir: PathBuf,
     /// A job's directory below `output_dir`; placeholders `{job}` (required), `{guid}`, `{host}`,
     /// `{sensor}`, `{pid}`, `{name}`, `{date}` (`YYYY-MM-DD`) and `{time}` (`HHMMSS`) of the first
@@ -165,13 +169,20 @@ impl Default for JobSettings {
             coalesce_window: Duration::from_secs(5 * 60),
             poll_interval: Duration::from_secs(2),
             follow_childprocs: export::DEFAULT_FOLLOW_CHILDPROCS,
-            output_dir: PathBuf::from("/var/lib/cbtrail/exports"),
+            output_dir: std::env::var_os("STATE_DIRECTORY")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."))
+                .join("exports"),
             dir_pattern: "{date}/job{job}_{host}_{guid}".to_string(),
             file_pattern: export::DEFAULT_CSV_PATTERN.to_string(),
             summary_spec: None,
             max_attempts: 5,
         }
     }
+}
+
+fn to_secs<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
 }
 
 fn secs<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

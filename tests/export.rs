@@ -4,10 +4,10 @@
 mod treedb;
 
 use cbtrail::export::{self, ExportOptions, ExportRequest, summary::SummarySpec};
-use treedb::*;
 use serde_json::Value;
 use std::fs;
 use std::path::Path;
+use treedb::*;
 
 fn files_in(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)

@@ -6,10 +6,10 @@ mod treedb;
 
 use cbtrail::jobs::{self, JobRow, JobSettings, Worker};
 use cbtrail::model::Notification;
-use treedb::*;
 use rusqlite::Connection;
 use std::path::Path;
 use std::time::Duration;
+use treedb::*;
 
 const SETTLE: i64 = 60_000;
 const FOLLOW: i64 = 30 * 60_000;
@@ -466,4 +466,15 @@ fn settings_deserialize_with_defaults_and_seconds() {
     assert_eq!(s.coalesce_window, JobSettings::default().coalesce_window);
     assert!(serde_json::from_str::<JobSettings>(r#"{"settle": -1}"#).is_err());
     assert!(serde_json::from_str::<JobSettings>(r#"{"setle": 1}"#).is_err());
+}
+
+#[test]
+fn settings_round_trip_through_serde() {
+    let s = JobSettings {
+        settle: Duration::from_millis(2500),
+        ..JobSettings::default()
+    };
+    let text = serde_json::to_string(&s).unwrap();
+    assert!(text.contains("\"settle\":2.5"), "{text}");
+    assert_eq!(serde_json::from_str::<JobSettings>(&text).unwrap(), s);
 }

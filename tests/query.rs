@@ -4,9 +4,9 @@ mod treedb;
 
 use cbtrail::query::{self, QueryCommand, QueryError};
 use clap::Parser;
-use treedb::*;
 use serde_json::Value;
 use std::path::Path;
+use treedb::*;
 
 #[derive(Parser)]
 struct Cli {
