@@ -41,6 +41,16 @@ fn v2_applies_over_a_v1_database_with_data() {
     assert_eq!(n, 1);
 }
 
+type ViewRow = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    Option<String>,
+);
+
 #[test]
 fn netconn_view_joins_each_connection_to_its_process() {
     let dir = tempfile::tempdir().unwrap();
@@ -51,7 +61,7 @@ fn netconn_view_joins_each_connection_to_its_process() {
     e.remote_ip = Some("198.51.100.7".into());
     e.direction = Some("outbound".into());
     insert_event(&conn, &e);
-    let rows: Vec<(String, String, Option<String>, Option<String>, Option<String>, String, Option<String>)> = conn
+    let rows: Vec<ViewRow> = conn
         .prepare(
             "SELECT time_utc, event_type, process_path, process_cmdline, process_username, remote_ip, domain
              FROM netconn_view ORDER BY timestamp_ms",
