@@ -145,6 +145,11 @@ pub struct JobSettings {
     /// Generations of descendants exported below the hit process (the CBC exporter's
     /// `--follow_childprocs`). Default 5.
     pub follow_childprocs: u32,
+    /// Ancestors' CSVs hold their events from this long before the hit process started to this
+    /// long after the newest event of the hit and its exported descendants (the rest is counted in
+    /// the manifest); 0 exports all of their events. Default 1 h.
+    #[serde(deserialize_with = "secs", serialize_with = "to_secs")]
+    pub ancestor_window: Duration,
     /// Root of all export directories. Default `$STATE_DIRECTORY/exports` under systemd, else
     /// `./exports`.
     pub output_dir: PathBuf,
@@ -169,6 +174,7 @@ impl Default for JobSettings {
             coalesce_window: Duration::from_secs(5 * 60),
             poll_interval: Duration::from_secs(2),
             follow_childprocs: export::DEFAULT_FOLLOW_CHILDPROCS,
+            ancestor_window: export::DEFAULT_ANCESTOR_WINDOW,
             output_dir: std::env::var_os("STATE_DIRECTORY")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("."))
@@ -229,6 +235,7 @@ impl JobSettings {
     fn export_options(&self, spec: SummarySpec) -> ExportOptions {
         ExportOptions {
             follow_childprocs: self.follow_childprocs,
+            ancestor_window: (!self.ancestor_window.is_zero()).then_some(self.ancestor_window),
             csv_pattern: self.file_pattern.clone(),
             spec,
         }

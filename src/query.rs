@@ -166,6 +166,10 @@ pub struct ExportArgs {
     /// generations of descendants to export (0: none)
     #[arg(long, value_name = "N", default_value_t = export::DEFAULT_FOLLOW_CHILDPROCS)]
     pub follow_childprocs: u32,
+    /// export ancestors' events from this many seconds before the process started to this many
+    /// after its (and its exported descendants') last event; 0: all of them
+    #[arg(long, value_name = "SECS", default_value_t = export::DEFAULT_ANCESTOR_WINDOW.as_secs())]
+    pub ancestor_window: u64,
     /// summary spec (default: the built-in deploy/summary.json)
     #[arg(long, value_name = "FILE")]
     pub summary: Option<PathBuf>,
@@ -388,6 +392,8 @@ pub fn run_export(args: &ExportArgs, out: &mut dyn Write) -> Result<(), QueryErr
     let conn = open_db(&args.db.db)?;
     let opts = ExportOptions {
         follow_childprocs: args.follow_childprocs,
+        ancestor_window: (args.ancestor_window > 0)
+            .then(|| Duration::from_secs(args.ancestor_window)),
         csv_pattern: args.file_pattern.clone(),
         spec,
     };

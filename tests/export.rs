@@ -166,6 +166,7 @@ fn custom_spec_and_file_pattern() {
         follow_childprocs: 0,
         csv_pattern: "{role}-{name}-{pid}-{guid}.csv".into(),
         spec,
+        ..ExportOptions::default()
     };
     let out = dir.path().join("c");
     export::export_process(&conn, &request(&case.ps.guid), &out, &opts).unwrap();
@@ -284,4 +285,88 @@ fn unknown_process_fails_unless_a_placeholder_is_allowed() {
     let m: Value =
         serde_json::from_str(&fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(m["known_process"], false);
+}
+
+#[test]
+fn ancestors_events_are_limited_to_a_window_around_the_hit_and_the_rest_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, conn) = fresh_db(dir.path());
+    let case = build_case(&conn);
+    // cmd.exe has one event beside the hit (T0 + 900); add one two days before and one three
+    // hours after the newest event of the hit's subtree (T0 + 3_500).
+    insert_event(
+        &conn,
+        &E::new(&case.cmd.guid, T0 - 2 * 86_400_000, "modload"),
+    );
+    insert_event(
+        &conn,
+        &E::new(&case.cmd.guid, T0 + 3_500 + 3 * 3_600_000, "modload"),
+    );
+    // Just inside the window on both sides.
+    insert_event(
+        &conn,
+        &E::new(&case.cmd.guid, T0 + 1_000 - 3_600_000, "regmod"),
+    );
+    insert_event(
+        &conn,
+        &E::new(&case.cmd.guid, T0 + 3_500 + 3_600_000, "regmod"),
+    );
+    let out = dir.path().join("w");
+    let r = export::export_process(
+        &conn,
+        &request(&case.ps.guid),
+        &out,
+        &ExportOptions::default(),
+    )
+    .unwrap();
+    let cmd_csv = fs::read_to_string(out.join(format!("1_{}.csv", case.cmd.guid))).unwrap();
+    assert_eq!(cmd_csv.lines().count(), 1 + 3, "{cmd_csv}");
+    assert!(!cmd_csv.contains("modload"));
+    let m: Value =
+        serde_json::from_str(&fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["ancestor_window"]["from"], "2015-11-16T17:14:29.819Z");
+    assert_eq!(m["ancestor_window"]["to"], "2015-11-16T19:14:32.319Z");
+    let cmd = m["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["guid"] == case.cmd.guid.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (cmd["events"].clone(), cmd["events_outside_window"].clone()),
+        (Value::from(3), Value::from(2))
+    );
+    let hit = m["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["guid"] == case.ps.guid.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        hit["events_outside_window"],
+        Value::Null,
+        "the hit and descendants are never limited"
+    );
+    let t: Value =
+        serde_json::from_str(&fs::read_to_string(out.join("tree.json")).unwrap()).unwrap();
+    assert_eq!(t["children"][0]["events_outside_window"], 2);
+
+    let all = ExportOptions {
+        ancestor_window: None,
+        ..ExportOptions::default()
+    };
+    let r2 = export::export_process(
+        &conn,
+        &request(&case.ps.guid),
+        &dir.path().join("all"),
+        &all,
+    )
+    .unwrap();
+    assert_eq!(r2.events, r.events + 2);
+    let m: Value =
+        serde_json::from_str(&fs::read_to_string(dir.path().join("all/manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(m["ancestor_window"], Value::Null);
 }

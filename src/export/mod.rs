@@ -23,7 +23,7 @@ pub mod summary;
 pub mod text;
 pub mod treejson;
 
-use crate::tree::{ProcessTree, TreeError};
+use crate::tree::{ProcessTree, Role, TreeError};
 use rusqlite::{Connection, OptionalExtension, Row};
 use serde_json::{Map, Value, json};
 use std::fs::{self, File};
@@ -33,6 +33,9 @@ use summary::SummarySpec;
 
 /// Default generations of descendants exported below the hit process.
 pub const DEFAULT_FOLLOW_CHILDPROCS: u32 = 5;
+
+/// Default time around the hit within which ancestors' events are exported.
+pub const DEFAULT_ANCESTOR_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Default per-process CSV file name.
 pub const DEFAULT_CSV_PATTERN: &str = "{level}_{guid}.csv";
@@ -251,17 +254,35 @@ pub fn for_each_event(
     conn: &Connection,
     guid: &str,
     types: &[String],
+    f: impl FnMut(EventRow) -> Result<(), ExportError>,
+) -> Result<u64, ExportError> {
+    for_each_event_in(conn, guid, types, None, f)
+}
+
+/// [`for_each_event`], only events whose time is within `window` (inclusive UTC ms) if given.
+pub fn for_each_event_in(
+    conn: &Connection,
+    guid: &str,
+    types: &[String],
+    window: Option<(i64, i64)>,
     mut f: impl FnMut(EventRow) -> Result<(), ExportError>,
 ) -> Result<u64, ExportError> {
-    // events_process (process_guid, timestamp_ms) yields this order without a sort.
+    // events_process (process_guid, timestamp_ms) yields this order without a sort, and the time
+    // filter is checked on index entries before any row is read.
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM events WHERE process_guid = ?1 \
          AND (?2 IS NULL OR event_type IN (SELECT value FROM json_each(?2))) \
+         AND (?3 IS NULL OR timestamp_ms BETWEEN ?3 AND ?4) \
          ORDER BY timestamp_ms, id"
     );
     let filter = (!types.is_empty()).then(|| Value::from(types.to_vec()).to_string());
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query(rusqlite::params![guid, filter])?;
+    let mut rows = stmt.query(rusqlite::params![
+        guid,
+        filter,
+        window.map(|w| w.0),
+        window.map(|w| w.1)
+    ])?;
     let mut n = 0u64;
     while let Some(r) = rows.next()? {
         f(EventRow::from_row(r)?)?;
@@ -309,6 +330,12 @@ pub fn load_trigger(conn: &Connection, id: i64) -> Result<Option<Trigger>, Expor
 pub struct ExportOptions {
     /// Generations of descendants below the hit process (0: none).
     pub follow_childprocs: u32,
+    /// Ancestors' CSVs hold their events from this long before the hit process started to this
+    /// long after the last event of the hit process and its exported descendants; `None`: all of
+    /// them. Long-lived ancestors (`services.exe`, `explorer.exe`) would otherwise put days of
+    /// unrelated activity into every export. What is left out is counted in the manifest and in
+    /// `tree.json` (`events_outside_window`), never dropped silently.
+    pub ancestor_window: Option<std::time::Duration>,
     /// Per-process CSV file name, see [`render_pattern`]; must contain `{guid}`.
     pub csv_pattern: String,
     pub spec: SummarySpec,
@@ -318,6 +345,7 @@ impl Default for ExportOptions {
     fn default() -> ExportOptions {
         ExportOptions {
             follow_childprocs: DEFAULT_FOLLOW_CHILDPROCS,
+            ancestor_window: Some(DEFAULT_ANCESTOR_WINDOW),
             csv_pattern: DEFAULT_CSV_PATTERN.to_string(),
             spec: SummarySpec::default(),
         }
@@ -566,9 +594,16 @@ pub fn export_process(
         }
         Err(e) => return Err(e.into()),
     };
+    let window = match opts.ancestor_window {
+        Some(w) => Some(ancestor_window(&tx, &tree, w)?),
+        None => None,
+    };
     let staged = StagedDir::new(dest)?;
     let mut files: Vec<Option<String>> = vec![None; tree.nodes.len()];
     let mut counts: Vec<u64> = vec![0; tree.nodes.len()];
+    let mut outside: Vec<Option<u64>> = vec![None; tree.nodes.len()];
+    // Reported in the manifest only when some ancestor was actually limited by it.
+    let mut window_used: Option<(i64, i64)> = None;
     let mut total = 0u64;
     for (i, node) in tree.nodes.iter().enumerate() {
         let p = &node.process;
@@ -589,7 +624,8 @@ pub fn export_process(
         staged
             .write_file(&name, |w| {
                 csv::write_header(w)?;
-                let r = for_each_event(&tx, &p.guid, &[], |e| {
+                let limit = window.filter(|_| node.role == Role::Ancestor);
+                let r = for_each_event_in(&tx, &p.guid, &[], limit, |e| {
                     csv::write_event(w, &e, &opts.spec).map_err(io_err(Path::new(&name)))
                 });
                 match r {
@@ -602,16 +638,27 @@ pub fn export_process(
                 Ok(())
             })
             .map_err(|e| inner.take().unwrap_or(e))?;
+        if let Some((lo, hi)) = window.filter(|_| node.role == Role::Ancestor) {
+            let all: i64 = tx
+                .prepare_cached("SELECT COUNT(*) FROM events WHERE process_guid = ?1")?
+                .query_row([&p.guid], |r| r.get(0))?;
+            outside[i] = Some((all as u64).saturating_sub(n));
+            window_used = Some((lo, hi));
+        }
         counts[i] = n;
         total += n;
         files[i] = Some(name);
     }
     staged.write_file("tree.json", |w| {
         treejson::write_tree_json(w, &tree, &|i| {
-            vec![
+            let mut extra = vec![
                 ("file", files[i].clone().map_or(Value::Null, Value::String)),
                 ("events", Value::from(counts[i])),
-            ]
+            ];
+            if let Some(o) = outside[i] {
+                extra.push(("events_outside_window", Value::from(o)));
+            }
+            extra
         })
     })?;
     staged.write_file("tree.txt", |w| text::write_tree_text(w, &tree))?;
@@ -625,7 +672,20 @@ pub fn export_process(
             w.write_all(b"\n")
         })?;
     }
-    let manifest = manifest(req, &tree, known, &files, &counts, total, watermark, opts);
+    let manifest = manifest(
+        req,
+        &tree,
+        known,
+        &Tally {
+            files: &files,
+            counts: &counts,
+            outside: &outside,
+            total,
+            watermark,
+            window: window_used,
+        },
+        opts,
+    );
     staged.write_file("manifest.json", |w| {
         serde_json::to_writer_pretty(&mut *w, &manifest)?;
         w.write_all(b"\n")
@@ -646,17 +706,51 @@ pub fn export_process(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The time range of ancestors' events: `w` before the hit process started (or its first event) to
+/// `w` after the newest event of the hit process and its exported descendants.
+fn ancestor_window(
+    conn: &Connection,
+    tree: &ProcessTree,
+    w: std::time::Duration,
+) -> Result<(i64, i64), ExportError> {
+    let w = i64::try_from(w.as_millis()).unwrap_or(i64::MAX / 4);
+    let mut first: Option<i64> = tree.focus().start_ms;
+    let mut last: Option<i64> = None;
+    let mut stmt = conn.prepare_cached(
+        "SELECT MIN(timestamp_ms), MAX(timestamp_ms) FROM events \
+         WHERE process_guid = ?1 AND timestamp_ms > 0",
+    )?;
+    for n in tree.nodes.iter().filter(|n| n.role != Role::Ancestor) {
+        let (lo, hi): (Option<i64>, Option<i64>) =
+            stmt.query_row([&n.process.guid], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        if n.role == Role::Focus && first.is_none() {
+            first = lo;
+        }
+        last = last.max(hi);
+    }
+    let start = first.or(last).unwrap_or(0);
+    let end = last.unwrap_or(start).max(start);
+    Ok((start.saturating_sub(w), end.saturating_add(w)))
+}
+
+/// What the export wrote, for the manifest.
+struct Tally<'a> {
+    files: &'a [Option<String>],
+    counts: &'a [u64],
+    outside: &'a [Option<u64>],
+    total: u64,
+    watermark: i64,
+    window: Option<(i64, i64)>,
+}
+
 fn manifest(
     req: &ExportRequest,
     tree: &ProcessTree,
     known: bool,
-    files: &[Option<String>],
-    counts: &[u64],
-    total: u64,
-    watermark: i64,
+    t: &Tally<'_>,
     opts: &ExportOptions,
 ) -> Value {
+    let (files, counts, total, watermark) = (t.files, t.counts, t.total, t.watermark);
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
@@ -674,6 +768,7 @@ fn manifest(
                 "inferred": n.process.inferred,
                 "file": files[i],
                 "events": counts[i],
+                "events_outside_window": t.outside[i],
             })
         })
         .collect();
@@ -698,6 +793,10 @@ fn manifest(
         "exported_at": iso8601_ms(now_ms),
         "known_process": known,
         "follow_childprocs": opts.follow_childprocs,
+        "ancestor_window": t.window.map(|(lo, hi)| json!({
+            "from": iso8601_ms(lo),
+            "to": iso8601_ms(hi),
+        })),
         "ancestry_end": tree.ancestry_end,
         "event_watermark": watermark,
         "events_total": total,
