@@ -9,19 +9,19 @@
 //! | [`proto`] | prost types generated from `proto/sensor_events.proto` |
 //! | [`model`] | the records that flow between stages: events, binaries, notifications, quarantine |
 //! | [`decode`] | AMQP delivery → records: JSON notifications, single `CbEventMsg`, zip and bare bundles |
-//! | [`store`] | schema and migrations, the batch writer, read-only queries |
+//! | [`store`] | schema and migrations, the batch writer, read-only queries, retention and size |
 //! | [`tree`] | process trees from stored rows: ancestors, descendants, siblings, roots, depth, msticpy summary statistics |
 //! | [`export`] | one process's lineage and descendants as per-process CSVs (summary spec), `tree.json`, text tree, written atomically |
 //! | [`jobs`] | hit → export job (inside the notification's transaction), the job worker thread: settle, coalesce, follow, retry |
 //! | [`query`] | command-line verbs `tree`, `ancestry`, `events`, `export`, `stats`, `jobs` (read-only) |
-//! | [`capture`] | capture files on disk → deliveries (replay, publish) |
+//! | [`capture`] | capture files on disk (JSON, protobuf, zip + pika property dumps, bundles) → deliveries (replay, publish) |
 //! | [`pipeline`] | decode thread → writer thread → committed batches, ack after commit |
 //! | [`bus`] | RabbitMQ connection, our queue and bindings, the publisher |
 //! | [`daemon`] | `cbtrail run`: supervisor, sessions, shutdown |
 //! | [`replay`] | `cbtrail replay`: offline ingest through the same pipeline |
 //! | [`config`] | settings from TOML and `CBTRAIL_*`, validation, cb.conf credentials |
 //! | [`shutdown`] | signals, shutdown flag, systemd notify and watchdog |
-//! | [`metrics`] | every metric name, described once |
+//! | [`metrics`] | every Prometheus metric name, described once; typed recording functions |
 //!
 //! Data flow and the reliability rule (ack only after commit) are described in the README.
 

@@ -5,6 +5,7 @@
 //! Readers (the CLI, analysts) open their own read-only connections with [`open_read_only`]; WAL mode
 //! keeps them from ever blocking the writer.
 
+pub mod retention;
 pub mod schema;
 
 use crate::model::{EventType, Record};

@@ -106,11 +106,11 @@ impl Broker {
         let out = rabbitmqctl(&["list_connections", "pid", "client_properties", "-q"]);
         let mut closed = 0;
         for line in out.lines() {
-            if line.contains(&format!("\"{name}\"")) || line.contains(&format!("<<\"{name}\">>")) {
-                if let Some(pid) = line.split_whitespace().next() {
-                    rabbitmqctl(&["close_connection", pid, "cbtrail fault test"]);
-                    closed += 1;
-                }
+            if (line.contains(&format!("\"{name}\"")) || line.contains(&format!("<<\"{name}\">>")))
+                && let Some(pid) = line.split_whitespace().next()
+            {
+                rabbitmqctl(&["close_connection", pid, "cbtrail fault test"]);
+                closed += 1;
             }
         }
         closed
