@@ -348,6 +348,7 @@ pub fn enqueue_for_notification(
                     settle,
                     follow_until
                 ])?;
+                crate::metrics::export_queued();
                 tx.last_insert_rowid()
             }
         };
@@ -539,10 +540,16 @@ impl Worker {
             ..TickReport::default()
         };
         while let Some(claimed) = self.claim(now_ms)? {
+            let started = std::time::Instant::now();
             match self.run(&claimed, now_ms) {
-                Ok(()) => report.exported.push(claimed.id),
+                Ok(()) => {
+                    crate::metrics::export_finished(true, started.elapsed());
+                    report.exported.push(claimed.id);
+                }
                 Err(e) => {
-                    self.fail(&claimed, now_ms, &e)?;
+                    if self.fail(&claimed, now_ms, &e)? {
+                        crate::metrics::export_finished(false, started.elapsed());
+                    }
                     report.failed.push(claimed.id);
                 }
             }
@@ -651,6 +658,7 @@ impl Worker {
                 )?;
                 tx.commit()?;
                 tracing::error!(job = job.id, guid = %job.process_guid, "export job failed for good");
+                crate::metrics::export_finished(false, Duration::ZERO);
                 continue;
             }
             let n = tx.execute(
@@ -755,7 +763,8 @@ impl Worker {
         Ok(())
     }
 
-    fn fail(&self, job: &JobRow, now_ms: i64, e: &JobError) -> Result<(), JobError> {
+    /// Record a failed try; true when the job has now failed for good.
+    fn fail(&self, job: &JobRow, now_ms: i64, e: &JobError) -> Result<bool, JobError> {
         tracing::warn!(job = job.id, guid = %job.process_guid, attempt = job.attempts, "export failed: {e}");
         self.conn.execute(
             "UPDATE export_jobs SET
@@ -770,7 +779,7 @@ impl Worker {
                 now_ms
             ],
         )?;
-        Ok(())
+        Ok(job.attempts >= i64::from(self.settings.max_attempts))
     }
 }
 
