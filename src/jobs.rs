@@ -427,6 +427,34 @@ pub fn job(conn: &Connection, id: i64) -> Result<Option<JobRow>, JobError> {
     Ok(conn.query_row(&sql, [id], JobRow::from_row).optional()?)
 }
 
+/// Retention for jobs: delete done and failed jobs that finished before `horizon_ms` and are no
+/// longer followed, with their trigger rows, `chunk` jobs per short transaction (so the writer gets
+/// the lock between chunks). Export directories on disk are left alone: they belong to the analysts.
+/// Returns the number of jobs deleted.
+pub fn purge_jobs(conn: &Connection, horizon_ms: i64, chunk: usize) -> Result<u64, JobError> {
+    let mut total = 0u64;
+    loop {
+        let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+        let ids: Vec<i64> = tx
+            .prepare_cached(
+                "SELECT id FROM export_jobs
+                 WHERE state IN ('done', 'failed') AND finished_ms < ?1 AND follow_until_ms < ?1
+                 ORDER BY id LIMIT ?2",
+            )?
+            .query_map(params![horizon_ms, chunk.max(1) as i64], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for id in &ids {
+            tx.execute("DELETE FROM export_job_triggers WHERE job_id = ?1", [id])?;
+            tx.execute("DELETE FROM export_jobs WHERE id = ?1", [id])?;
+        }
+        tx.commit()?;
+        total += ids.len() as u64;
+        if ids.len() < chunk.max(1) {
+            return Ok(total);
+        }
+    }
+}
+
 /// Open the database for the worker: read-write, existing, migrated to this binary's schema.
 pub fn open_worker_db(path: &Path) -> Result<Connection, JobError> {
     if !path.exists() {

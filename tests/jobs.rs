@@ -478,3 +478,32 @@ fn settings_round_trip_through_serde() {
     assert!(text.contains("\"settle\":2.5"), "{text}");
     assert_eq!(serde_json::from_str::<JobSettings>(&text).unwrap(), s);
 }
+
+#[test]
+fn old_finished_jobs_are_purged_in_chunks_and_live_ones_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, mut conn) = fresh_db(dir.path());
+    let s = settings(dir.path());
+    for i in 0..7u32 {
+        let mut n = hit_notification(&[&guid(7, 100 + i * 4, filetime(T0))], T0);
+        n.key = cbtrail::model::record_key(&[&i.to_le_bytes()]);
+        store_hit(&mut conn, &n, T0, &s);
+    }
+    // Jobs 1-3 done long ago, 4 failed long ago, 5 done but still followed, 6 pending, 7 running.
+    conn.execute_batch(&format!(
+        "UPDATE export_jobs SET state = 'done', finished_ms = {T0}, follow_until_ms = {T0} WHERE id <= 3;
+         UPDATE export_jobs SET state = 'failed', finished_ms = {T0}, follow_until_ms = {T0} WHERE id = 4;
+         UPDATE export_jobs SET state = 'done', finished_ms = {T0}, follow_until_ms = {T0} + 10 * 86400000 WHERE id = 5;
+         UPDATE export_jobs SET state = 'running' WHERE id = 7;"
+    ))
+    .unwrap();
+    let horizon = T0 + 86_400_000;
+    assert_eq!(jobs::purge_jobs(&conn, horizon, 2).unwrap(), 4);
+    let left: Vec<i64> = all_jobs(&conn).iter().map(|j| j.id).collect();
+    assert_eq!(left, vec![5, 6, 7]);
+    let triggers: i64 = conn
+        .query_row("SELECT COUNT(*) FROM export_job_triggers", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(triggers, 3);
+    assert_eq!(jobs::purge_jobs(&conn, horizon, 2).unwrap(), 0);
+}

@@ -83,6 +83,7 @@ fn filemod_verb(action: &str) -> &str {
         "write" => "First wrote",
         "delete" => "Deleted",
         "lastwrite" => "Last wrote",
+        "open" => "Opened",
         other => other,
     }
 }
