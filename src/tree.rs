@@ -415,6 +415,29 @@ fn generations<T>(
     Ok(())
 }
 
+/// Children of `parents` not already in `seen` (the generation after a depth limit).
+fn count_children(
+    conn: &Connection,
+    parents: &[&str],
+    seen: &HashSet<String>,
+) -> Result<u64, TreeError> {
+    if parents.is_empty() {
+        return Ok(0);
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT guid FROM processes \
+         WHERE parent_guid IN (SELECT value FROM json_each(?1)) AND guid <> parent_guid",
+    )?;
+    let keys = serde_json::Value::from(parents.to_vec()).to_string();
+    let mut rows = stmt.query([keys])?;
+    let mut n = 0u64;
+    while let Some(r) = rows.next()? {
+        let g: String = r.get(0)?;
+        n += u64::from(!seen.contains(&g));
+    }
+    Ok(n)
+}
+
 /// Where a node of a [`ProcessTree`] stands relative to the process the tree was built around.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -449,6 +472,9 @@ pub struct ProcessTree {
     pub ancestry_end: AncestryEnd,
     /// Generations of descendants requested (`None`: all).
     pub max_levels: Option<u32>,
+    /// Children of the deepest included generation that the generation limit left out (0 when
+    /// nothing was cut), so a limited tree never looks complete by accident.
+    pub children_beyond_limit: u64,
 }
 
 impl ProcessTree {
@@ -463,7 +489,24 @@ impl ProcessTree {
         let mut seen: HashSet<String> = ancestry.chain.iter().map(|p| p.guid.clone()).collect();
         seen.insert(focus.guid.clone());
         let below = descendants_from(conn, &focus.guid, max_levels, &mut seen)?;
-        Ok(ProcessTree::assemble(ancestry, focus, below, max_levels))
+        let beyond = match max_levels {
+            Some(m) => {
+                let edge: Vec<&str> = if m == 0 {
+                    vec![focus.guid.as_str()]
+                } else {
+                    below
+                        .iter()
+                        .filter(|d| d.level == m)
+                        .map(|d| d.process.guid.as_str())
+                        .collect()
+                };
+                count_children(conn, &edge, &seen)?
+            }
+            None => 0,
+        };
+        let mut tree = ProcessTree::assemble(ancestry, focus, below, max_levels);
+        tree.children_beyond_limit = beyond;
+        Ok(tree)
     }
 
     /// A one-node tree for a process the database does not know yet (a hit that arrived before any
@@ -531,6 +574,7 @@ impl ProcessTree {
             focus: focus_idx,
             ancestry_end: ancestry.end,
             max_levels,
+            children_beyond_limit: 0,
         }
     }
 

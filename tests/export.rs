@@ -149,6 +149,17 @@ fn follow_childprocs_limits_generations_below_the_hit() {
         };
         let r = export::export_process(&conn, &request(&case.ps.guid), &out, &opts).unwrap();
         assert_eq!(r.processes, expected, "follow_childprocs {n}");
+        let m: Value =
+            serde_json::from_str(&fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+        let beyond = match n {
+            0 => 2,
+            1 => 1,
+            _ => 0,
+        };
+        assert_eq!(
+            m["children_beyond_follow_childprocs"], beyond,
+            "follow_childprocs {n}"
+        );
     }
 }
 

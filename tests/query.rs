@@ -48,10 +48,13 @@ fn tree_text_and_json() {
     let shallow = run(&["tree", &case.ps.guid, "--depth", "1", "--db", &db]).unwrap();
     assert_eq!(
         shallow.lines().count(),
-        1 + 3 + 2,
-        "ancestors, the hit, children only"
+        1 + 3 + 2 + 1,
+        "ancestors, the hit, children only, a note"
     );
     assert!(!shallow.contains(&case.conhost.guid));
+    assert!(shallow.ends_with("(1 child processes of the deepest generation shown are not listed: 1 generation(s) below the marked process were asked for)\n"), "{shallow}");
+    let deep = run(&["tree", &case.ps.guid, "--depth", "2", "--db", &db]).unwrap();
+    assert!(!deep.contains("not listed"), "nothing was cut: {deep}");
 
     let json: Value = serde_json::from_str(
         &run(&["tree", &case.ps.guid, "--format", "json", "--db", &db]).unwrap(),

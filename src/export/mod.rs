@@ -793,6 +793,7 @@ fn manifest(
         "exported_at": iso8601_ms(now_ms),
         "known_process": known,
         "follow_childprocs": opts.follow_childprocs,
+        "children_beyond_follow_childprocs": tree.children_beyond_limit,
         "ancestor_window": t.window.map(|(lo, hi)| json!({
             "from": iso8601_ms(lo),
             "to": iso8601_ms(hi),

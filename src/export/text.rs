@@ -47,6 +47,14 @@ pub fn write_tree_text<W: Write + ?Sized>(w: &mut W, tree: &ProcessTree) -> io::
         write_indent(w, n.level)?;
         writeln!(w, "{}  | {}", n.process.label(), n.process.guid)?;
     }
+    if tree.children_beyond_limit > 0 {
+        writeln!(
+            w,
+            "({} child processes of the deepest generation shown are not listed: {} generation(s) below the marked process were asked for)",
+            tree.children_beyond_limit,
+            tree.max_levels.unwrap_or(0)
+        )?;
+    }
     Ok(())
 }
 
