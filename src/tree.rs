@@ -212,7 +212,7 @@ impl Process {
             .filter(|c| !c.trim().is_empty())
             .or(self.path.as_deref().filter(|p| !p.is_empty()));
         let text = match text {
-            Some(t) => one_line(t),
+            Some(t) => one_line(t.trim_end()),
             None => "(unknown)".to_string(),
         };
         if self.inferred {
