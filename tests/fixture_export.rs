@@ -34,7 +34,8 @@ fn golden_export_of_a_real_watchlist_hit() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cbtrail.db");
     let mut writer = Writer::open(&db).unwrap();
-    let files = cbtrail::capture::walk(&[captures.clone()], &Default::default()).unwrap();
+    let files =
+        cbtrail::capture::walk(std::slice::from_ref(&captures), &Default::default()).unwrap();
     assert!(files.len() > 1000, "{} capture files", files.len());
     // The golden files hold event ids and rows of this exact capture set; another set (the
     // held-back half added, say) gets the structural checks only, and says so.
