@@ -660,22 +660,30 @@ impl Forest {
     where
         I: IntoIterator<Item = (String, Option<String>)>,
     {
-        let mut guids: Vec<String> = Vec::new();
-        let mut parents: Vec<Option<String>> = Vec::new();
-        let mut index: HashMap<String, u32> = HashMap::new();
-        for (g, p) in edges {
-            if index.contains_key(&g) {
-                continue;
+        let all: Vec<(String, Option<String>)> = edges.into_iter().collect();
+        // Index borrowed from `all` (no key copies); the first row of a repeated GUID wins.
+        let mut index: HashMap<&str, u32> = HashMap::with_capacity(all.len());
+        let mut keep: Vec<usize> = Vec::with_capacity(all.len());
+        for (i, (g, _)) in all.iter().enumerate() {
+            if let std::collections::hash_map::Entry::Vacant(v) = index.entry(g.as_str()) {
+                v.insert(keep.len() as u32);
+                keep.push(i);
             }
-            index.insert(g.clone(), guids.len() as u32);
-            guids.push(g);
-            parents.push(p);
         }
-        let parent: Vec<Option<u32>> = guids
+        let parent: Vec<Option<u32>> = keep
             .iter()
-            .zip(&parents)
-            .map(|(g, p)| parent_link(g, p.as_deref()).and_then(|p| index.get(p).copied()))
+            .map(|&i| {
+                let (g, p) = &all[i];
+                parent_link(g, p.as_deref()).and_then(|p| index.get(p).copied())
+            })
             .collect();
+        drop(index);
+        let guids: Vec<String> = if keep.len() == all.len() {
+            all.into_iter().map(|(g, _)| g).collect()
+        } else {
+            let mut all: Vec<Option<String>> = all.into_iter().map(|(g, _)| Some(g)).collect();
+            keep.iter().filter_map(|&i| all[i].take()).collect()
+        };
         let n = guids.len();
         let mut counts = vec![0u32; n + 1];
         for p in parent.iter().flatten() {
@@ -1001,6 +1009,19 @@ mod tests {
         assert_eq!(s.isolated_processes, 1);
         assert_eq!(s.largest_tree_depth, 2);
         assert_eq!(f.roots().collect::<Vec<_>>(), ["a", "b"]);
+    }
+
+    #[test]
+    fn repeated_guids_keep_their_first_row() {
+        let f = Forest::from_edges([
+            ("a".to_string(), None),
+            ("b".to_string(), Some("a".to_string())),
+            ("b".to_string(), None),
+            ("c".to_string(), Some("b".to_string())),
+        ]);
+        assert_eq!(f.len(), 3);
+        assert_eq!(f.roots().collect::<Vec<_>>(), ["a"]);
+        assert_eq!(f.stats().largest_tree_depth, 3);
     }
 
     #[test]
