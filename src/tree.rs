@@ -13,7 +13,7 @@
 //!   answer, not of the host: a 70-process tree in ~0.2 ms, a 2,000-deep ancestry in ~5 ms. One
 //!   query per process was 5-10x slower; a recursive CTE is as fast but cannot keep a visited set;
 //! - a whole host (roots, host statistics): one range scan of the primary key over the host's GUID
-//!   prefix into an in-memory adjacency ([`Forest`]) built once per query: ~60-90 ms for 100,000
+//!   prefix into an in-memory adjacency ([`Forest`]) built once per query: ~50-60 ms for 100,000
 //!   processes.
 //!
 //! A host is a sensor: every GUID starts with its sensor id (`0000001c-…`), and a parent's GUID is
