@@ -85,6 +85,7 @@ pub async fn run_until(settings: Settings, stop: Shutdown) -> Result<Totals, Dae
         &settings.store.path,
         WriterOptions {
             synchronous: settings.store.synchronous,
+            ..WriterOptions::default()
         },
     )?;
     tracing::info!(db = %settings.store.path.display(), "database open");

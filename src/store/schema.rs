@@ -5,6 +5,12 @@
 //! whose version is newer than this binary knows is refused rather than guessed at.
 //!
 //! Column meanings are documented for analysts in the README ("Database schema"); keep both in step.
+//!
+//! Indexes are deliberately few: every index is one more B-tree insert per row on the hot path (the
+//! writer must sustain hundreds of thousands of events per second). In particular the idempotency key
+//! of `events` is indexed together with the event time, `(timestamp_ms, event_key)`, so one index
+//! serves both duplicate detection and time-range queries, and new keys land near the right-hand
+//! edge of the B-tree (events arrive roughly in time order) instead of at random pages.
 
 /// Migration scripts, oldest first.
 pub const MIGRATIONS: &[&str] = &[V1, V2];
@@ -12,13 +18,24 @@ pub const MIGRATIONS: &[&str] = &[V1, V2];
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
+/// The tables analysts query, in documentation order.
+pub const TABLES: [&str; 7] = [
+    "events",
+    "processes",
+    "binaries",
+    "notifications",
+    "notification_targets",
+    "quarantine",
+    "sensors",
+];
+
 const V1: &str = r#"
 CREATE TABLE events (
     id              INTEGER PRIMARY KEY,
-    event_key       BLOB NOT NULL UNIQUE,
-    process_guid    TEXT,
+    event_key       BLOB NOT NULL,
     timestamp_ms    INTEGER NOT NULL,
     event_type      TEXT NOT NULL,
+    process_guid    TEXT,
     sensor_id       INTEGER,
     hostname        TEXT,
     pid             INTEGER,
@@ -42,8 +59,8 @@ CREATE TABLE events (
     details         TEXT NOT NULL,
     received_ms     INTEGER NOT NULL
 );
+CREATE UNIQUE INDEX events_time_key ON events(timestamp_ms, event_key);
 CREATE INDEX events_process ON events(process_guid, timestamp_ms);
-CREATE INDEX events_time ON events(timestamp_ms);
 
 CREATE TABLE processes (
     guid            TEXT PRIMARY KEY,
@@ -60,6 +77,7 @@ CREATE TABLE processes (
     end_ms          INTEGER,
     inferred        INTEGER NOT NULL DEFAULT 0,
     fact_rank       INTEGER NOT NULL DEFAULT 0,
+    column_ranks    INTEGER NOT NULL DEFAULT 0,
     first_seen_ms   INTEGER NOT NULL,
     last_event_ms   INTEGER
 ) WITHOUT ROWID;
@@ -85,22 +103,22 @@ CREATE TABLE binaries (
 ) WITHOUT ROWID;
 
 CREATE TABLE notifications (
-    id              INTEGER PRIMARY KEY,
+    id               INTEGER PRIMARY KEY,
     notification_key BLOB NOT NULL UNIQUE,
-    routing_key     TEXT NOT NULL,
-    type            TEXT NOT NULL,
-    watchlist_id    INTEGER,
-    watchlist_name  TEXT,
-    feed_id         INTEGER,
-    feed_name       TEXT,
-    timestamp_ms    INTEGER,
-    process_guid    TEXT,
-    segment         TEXT,
-    sensor_id       INTEGER,
-    hostname        TEXT,
-    md5             TEXT,
-    json            TEXT NOT NULL,
-    received_ms     INTEGER NOT NULL
+    routing_key      TEXT NOT NULL,
+    type             TEXT NOT NULL,
+    watchlist_id     INTEGER,
+    watchlist_name   TEXT,
+    feed_id          INTEGER,
+    feed_name        TEXT,
+    timestamp_ms     INTEGER,
+    process_guid     TEXT,
+    segment          TEXT,
+    sensor_id        INTEGER,
+    hostname         TEXT,
+    md5              TEXT,
+    json             TEXT NOT NULL,
+    received_ms      INTEGER NOT NULL
 );
 CREATE INDEX notifications_process ON notifications(process_guid);
 CREATE INDEX notifications_type ON notifications(type, received_ms);
@@ -129,10 +147,13 @@ CREATE TABLE quarantine (
     body            BLOB NOT NULL,
     received_ms     INTEGER NOT NULL
 );
+CREATE INDEX quarantine_time ON quarantine(received_ms);
 
 CREATE TABLE sensors (
     sensor_id       INTEGER PRIMARY KEY,
     hostname        TEXT,
+    first_event_ms  INTEGER,
+    last_event_ms   INTEGER,
     first_seen_ms   INTEGER NOT NULL,
     last_seen_ms    INTEGER NOT NULL
 );
