@@ -13,10 +13,10 @@ use crate::export::{
 };
 use crate::jobs::{self, JobError, JobState};
 use crate::model::EventType;
-use crate::store::schema::SCHEMA_VERSION;
+use crate::store::StoreError;
 use crate::tree::{self, GuidArg, Host, ProcessTree, TreeError};
 use clap::{Args, Subcommand, ValueEnum};
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 use serde_json::{Value, json};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -37,10 +37,8 @@ pub enum QueryError {
         found: i64,
         supported: i64,
     },
-    #[error(
-        "database {path} has schema version {found} and no export jobs yet; the daemon adds them when it next starts"
-    )]
-    NoJobsTable { path: PathBuf, found: i64 },
+    #[error(transparent)]
+    Store(StoreError),
     #[error("unknown process {0}: not in the database")]
     UnknownGuid(String),
     #[error("{0}")]
@@ -237,42 +235,29 @@ pub fn run(cmd: &QueryCommand, out: &mut dyn Write) -> Result<(), QueryError> {
     }
 }
 
-/// Open a database read-only for queries, refusing what is not a cbtrail database or is from a
-/// newer cbtrail.
+/// Open a database read-only for queries ([`crate::store::open_read_only`]), telling apart a file
+/// that is not a cbtrail database at all.
 pub fn open_db(path: &Path) -> Result<Connection, QueryError> {
-    if !path.exists() {
-        return Err(QueryError::Missing(path.to_path_buf()));
-    }
-    let sql = |source| QueryError::Sqlite {
-        path: path.to_path_buf(),
-        source,
-    };
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(sql)?;
-    conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
-    let version: i64 = match conn.query_row("PRAGMA user_version", [], |r| r.get(0)) {
-        Ok(v) => v,
-        Err(rusqlite::Error::SqliteFailure(e, _))
-            if e.code == rusqlite::ErrorCode::NotADatabase =>
+    match crate::store::open_read_only(path) {
+        Ok(conn) => Ok(conn),
+        Err(StoreError::Missing(p)) => Err(QueryError::Missing(p)),
+        Err(StoreError::TooNew {
+            path,
+            found,
+            supported,
+        }) => Err(QueryError::TooNew {
+            path,
+            found,
+            supported,
+        }),
+        Err(StoreError::NotMigrated { path, found: 0, .. }) => Err(QueryError::NotCbtrail(path)),
+        Err(StoreError::Sqlite { path, source })
+            if source.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) =>
         {
-            return Err(QueryError::NotCbtrail(path.to_path_buf()));
+            Err(QueryError::NotCbtrail(path))
         }
-        Err(e) => return Err(sql(e)),
-    };
-    if version == 0 {
-        return Err(QueryError::NotCbtrail(path.to_path_buf()));
+        Err(e) => Err(QueryError::Store(e)),
     }
-    if version > SCHEMA_VERSION {
-        return Err(QueryError::TooNew {
-            path: path.to_path_buf(),
-            found: version,
-            supported: SCHEMA_VERSION,
-        });
-    }
-    Ok(conn)
 }
 
 fn require_process(conn: &Connection, guid: &GuidArg) -> Result<tree::Process, QueryError> {
@@ -442,25 +427,6 @@ pub fn run_stats(args: &StatsArgs, out: &mut dyn Write) -> Result<(), QueryError
 /// `jobs`.
 pub fn run_jobs(args: &JobsArgs, out: &mut dyn Write) -> Result<(), QueryError> {
     let conn = open_db(&args.db.db)?;
-    let has_table: bool = conn
-        .query_row(
-            "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'export_jobs')",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(|source| QueryError::Sqlite {
-            path: args.db.db.clone(),
-            source,
-        })?;
-    if !has_table {
-        let found = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .unwrap_or(0);
-        return Err(QueryError::NoJobsTable {
-            path: args.db.db.clone(),
-            found,
-        });
-    }
     let rows = jobs::list_jobs(&conn, args.state)?;
     match args.format {
         TreeFormat::Json => {

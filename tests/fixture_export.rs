@@ -26,7 +26,6 @@ fn capture_set(files: &[cbtrail::capture::CaptureFile], root: &std::path::Path) 
 }
 
 #[test]
-#[ignore = "needs the store writer (branch store); remove this line once it is merged into main"]
 fn golden_export_of_a_real_watchlist_hit() {
     let Some(captures) = common::forwarder_captures() else {
         return;

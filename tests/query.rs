@@ -371,15 +371,23 @@ fn clear_errors() {
         "{err}"
     );
 
-    // A database still at V1 answers tree queries but says why it has no jobs.
+    // A database still at V1 (the daemon not restarted since an upgrade) is refused with advice.
     let v1 = dir.path().join("v1.db");
     let c = rusqlite::Connection::open(&v1).unwrap();
     c.execute_batch(cbtrail::store::schema::MIGRATIONS[0])
         .unwrap();
     c.pragma_update(None, "user_version", 1).unwrap();
     drop(c);
-    let err = run(&["jobs", "--db", &v1.to_string_lossy()]).unwrap_err();
-    assert!(err.to_string().contains("no export jobs yet"), "{err}");
+    for verb in [&["jobs"][..], &["tree", &case.ps.guid][..]] {
+        let mut args = verb.to_vec();
+        let v1s = v1.to_string_lossy().into_owned();
+        args.extend(["--db", &v1s]);
+        let err = run(&args).unwrap_err();
+        assert!(
+            err.to_string().contains("open it once with the daemon"),
+            "{err}"
+        );
+    }
 }
 
 #[test]
