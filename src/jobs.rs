@@ -288,6 +288,17 @@ pub fn enqueue_for_notification(
     now_ms: i64,
     settings: &JobSettings,
 ) -> Result<usize, JobError> {
+    Ok(enqueue(tx, notification_id, n, now_ms, settings)?)
+}
+
+/// [`enqueue_for_notification`] with the SQLite error as is (the store writer's error type wraps it).
+pub(crate) fn enqueue(
+    tx: &Connection,
+    notification_id: i64,
+    n: &Notification,
+    now_ms: i64,
+    settings: &JobSettings,
+) -> rusqlite::Result<usize> {
     if !n.is_process_hit() {
         return Ok(0);
     }

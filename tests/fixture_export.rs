@@ -1,11 +1,12 @@
 //! Golden export of a real process: the captured bus traffic of the reference forwarder replayed
 //! through decode and the store writer into a temporary database, then the watchlist hit on
-//! `procexp64.exe` (`json/watchlist.hit.process/0.json`) exported as the job worker would.
+//! `procexp64.exe` (`json/watchlist.hit.process/0.json`) exported by the job the writer queued and
+//! the worker ran.
 
 mod common;
 mod treedb;
 
-use cbtrail::export::{self, ExportOptions, ExportRequest};
+use cbtrail::jobs::{self, JobSettings, Worker};
 use cbtrail::store::Writer;
 use serde_json::Value;
 use std::fs;
@@ -51,23 +52,34 @@ fn golden_export_of_a_real_watchlist_hit() {
         let records = cbtrail::decode::decode(&f.meta, &f.body);
         writer.write_batch(&records).unwrap();
     }
-    let conn = writer.connection();
-    let trigger_id: i64 = conn
-        .query_row(
-            "SELECT id FROM notifications WHERE type = 'watchlist.hit.process' AND process_guid = ?1",
-            [HIT],
-            |r| r.get(0),
-        )
-        .unwrap();
-    let trigger = export::load_trigger(conn, trigger_id).unwrap().unwrap();
-    let out = dir.path().join("export");
-    let req = ExportRequest {
-        guid: HIT.into(),
-        job_id: Some(1),
-        triggers: vec![trigger],
-        allow_unknown: true,
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    drop(writer);
+
+    // The writer queued a job per process hit, in the notifications' transactions; the worker
+    // exports them once they are due.
+    let settings = JobSettings {
+        output_dir: dir.path().join("exports"),
+        ..JobSettings::default()
     };
-    let report = export::export_process(conn, &req, &out, &ExportOptions::default()).unwrap();
+    let mut worker = Worker::open(&db, settings.clone()).unwrap();
+    worker.recover(now).unwrap();
+    let report = worker
+        .tick(now + settings.settle.as_millis() as i64 + 1_000)
+        .unwrap();
+    let all = jobs::list_jobs(worker.connection(), None).unwrap();
+    assert!(all.len() >= 10, "{} jobs", all.len());
+    assert_eq!(report.exported.len(), all.len(), "{:?}", report);
+    assert!(all.iter().all(|j| j.state == "done"));
+    let job = all.iter().find(|j| j.process_guid == HIT).unwrap();
+    // watchlist.hit.process and watchlist.storage.hit.process name it: one job, two triggers.
+    assert_eq!(job.triggers, 2);
+    let out = std::path::PathBuf::from(job.output_path.clone().unwrap());
+    let manifest: Value =
+        serde_json::from_str(&fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let events = manifest["events_total"].as_u64().unwrap();
 
     let tree: Value =
         serde_json::from_str(&fs::read_to_string(out.join("tree.json")).unwrap()).unwrap();
@@ -76,11 +88,17 @@ fn golden_export_of_a_real_watchlist_hit() {
     assert_eq!(hit_node["name"], "procexp64.exe");
     assert_eq!(hit_node["pid"], 4052);
     assert_eq!(hit_node["hit"], true);
-    assert!(report.events >= 100, "{} events", report.events);
+    assert!(events >= 100, "{events} events");
 
     let trigger: Value =
         serde_json::from_str(&fs::read_to_string(out.join("trigger.json")).unwrap()).unwrap();
     assert_eq!(trigger["watchlist_name"], "Non-System Filemods to system32");
+    assert!(
+        trigger["docs"][0]["unique_id"]
+            .as_str()
+            .unwrap()
+            .starts_with(HIT)
+    );
     let level = hit_node["level"].as_u64().unwrap();
     if !same_set {
         eprintln!(

@@ -507,3 +507,62 @@ fn old_finished_jobs_are_purged_in_chunks_and_live_ones_kept() {
     assert_eq!(triggers, 3);
     assert_eq!(jobs::purge_jobs(&conn, horizon, 2).unwrap(), 0);
 }
+
+#[test]
+fn the_store_writer_queues_a_job_with_each_new_hit_and_none_for_a_redelivery() {
+    use cbtrail::model::{Event, EventType, FactRank, ProcessFacts, Record};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.db");
+    let mut writer = cbtrail::store::Writer::open(&db).unwrap();
+    let g = guid(7, 4052, filetime(T0));
+    let start = Event {
+        key: cbtrail::model::record_key(&[b"procstart"]),
+        event_type: Some(EventType::Procstart),
+        timestamp_ms: T0,
+        sensor_id: Some(7),
+        hostname: Some("WIN-1".into()),
+        process_guid: Some(g.clone()),
+        pid: Some(4052),
+        process_path: Some("c:\\evil.exe".into()),
+        path: Some("c:\\evil.exe".into()),
+        details: serde_json::json!({}),
+        processes: vec![ProcessFacts {
+            guid: g.clone(),
+            rank: Some(FactRank::Procstart),
+            sensor_id: Some(7),
+            hostname: Some("WIN-1".into()),
+            pid: Some(4052),
+            path: Some("c:\\evil.exe".into()),
+            start_ms: Some(T0),
+            ..ProcessFacts::default()
+        }],
+        ..Event::default()
+    };
+    let hit = hit_notification(&[&g], T0);
+    let batch = vec![
+        Record::Event(Box::new(start)),
+        Record::Notification(Box::new(hit.clone())),
+    ];
+    writer.write_batch(&batch).unwrap();
+    let conn = writer.connection();
+    let jobs = all_jobs(conn);
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].process_guid, g);
+    assert_eq!(jobs[0].state, "pending");
+    let settle = JobSettings::default().settle.as_millis() as i64;
+    assert_eq!(jobs[0].due_ms - jobs[0].created_ms, settle);
+
+    // The broker redelivers the same message: stored once, no second trigger.
+    let stats = writer
+        .write_batch(&[Record::Notification(Box::new(hit))])
+        .unwrap();
+    assert_eq!(stats.duplicates, 1);
+    let jobs = all_jobs(writer.connection());
+    assert_eq!((jobs.len(), jobs[0].triggers), (1, 1));
+    drop(writer);
+
+    // And the worker exports it.
+    let mut w = Worker::open(&db, settings(dir.path())).unwrap();
+    w.recover(jobs[0].created_ms).unwrap();
+    assert_eq!(w.tick(jobs[0].due_ms).unwrap().exported, vec![jobs[0].id]);
+}
