@@ -10,6 +10,10 @@
 //! | [`model`] | the records that flow between stages: events, binaries, notifications, quarantine |
 //! | [`decode`] | AMQP delivery → records: JSON notifications, single `CbEventMsg`, zip and bare bundles |
 //! | [`store`] | schema and migrations, the batch writer, read-only queries, retention and size |
+//! | [`tree`] | process trees from stored rows: ancestors, descendants, siblings, roots, depth, msticpy summary statistics |
+//! | [`export`] | one process's lineage and descendants as per-process CSVs (summary spec), `tree.json`, text tree, written atomically |
+//! | [`jobs`] | hit → export job (inside the notification's transaction), the job worker thread: settle, coalesce, follow, retry |
+//! | [`query`] | command-line verbs `tree`, `ancestry`, `events`, `export`, `stats`, `jobs` (read-only) |
 //! | [`capture`] | capture files on disk (JSON, protobuf, zip + pika property dumps, bundles) → deliveries (replay, publish) |
 //! | [`pipeline`] | decode thread → writer thread → committed batches, ack after commit |
 //! | [`bus`] | RabbitMQ connection, our queue and bindings, the publisher |
@@ -26,12 +30,16 @@ pub mod capture;
 pub mod config;
 pub mod daemon;
 pub mod decode;
+pub mod export;
+pub mod jobs;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod query;
 pub mod replay;
 pub mod shutdown;
 pub mod store;
+pub mod tree;
 
 /// Types generated from `proto/sensor_events.proto` (proto2, no package).
 #[allow(clippy::all, missing_docs)]

@@ -472,7 +472,10 @@ fn db_info_reports_counts_times_and_sizes() {
     db_info(&path, &mut out).unwrap();
     let text = String::from_utf8(out).unwrap();
     println!("{text}");
-    assert!(text.contains("schema       version 1"));
+    assert!(
+        text.contains(&format!("schema       version {SCHEMA_VERSION}")),
+        "{text}"
+    );
     assert!(text.contains("auto_vacuum incremental"));
     let line = text.lines().find(|l| l.starts_with("events ")).unwrap();
     assert!(line.contains(" 2000 "), "{line}");

@@ -51,6 +51,9 @@ pub struct WriterOptions {
     /// commits) instead of inside the commits of the writer thread. `None`: SQLite's automatic
     /// checkpoint on the writer thread every 1000 WAL pages.
     pub checkpoint_interval: Option<Duration>,
+    /// Settle, coalesce and follow times of the export jobs a process hit creates, in the same
+    /// transaction as the notification (see [`crate::jobs`]).
+    pub jobs: crate::jobs::JobSettings,
 }
 
 impl Default for WriterOptions {
@@ -61,6 +64,7 @@ impl Default for WriterOptions {
             cache_mib: 64,
             process_cache_entries: 200_000,
             checkpoint_interval: Some(Duration::from_millis(250)),
+            jobs: crate::jobs::JobSettings::default(),
         }
     }
 }
@@ -74,6 +78,7 @@ pub struct Writer {
     path: PathBuf,
     ranks: RankCache,
     checkpointer: Option<Checkpointer>,
+    jobs: crate::jobs::JobSettings,
 }
 
 impl std::fmt::Debug for Writer {
@@ -164,6 +169,7 @@ impl Writer {
             path: path.to_path_buf(),
             ranks: RankCache::new(opts.process_cache_entries),
             checkpointer,
+            jobs: opts.jobs,
         })
     }
 
@@ -176,7 +182,7 @@ impl Writer {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(&err)?;
-        let (stats, learned) = store_batch(&tx, &self.path, &self.ranks, records, now)?;
+        let (stats, learned) = store_batch(&tx, &self.path, &self.ranks, &self.jobs, records, now)?;
         tx.commit().map_err(&err)?;
         if let Some(c) = &self.checkpointer {
             c.committed();
@@ -322,6 +328,7 @@ fn store_batch<'r>(
     tx: &Transaction<'_>,
     path: &Path,
     cache: &RankCache,
+    jobs: &crate::jobs::JobSettings,
     records: &'r [Record],
     now: i64,
 ) -> Result<(BatchStats, Learned<'r>), StoreError> {
@@ -373,8 +380,11 @@ fn store_batch<'r>(
                 BinaryOutcome::Duplicate => stats.duplicates += 1,
             },
             Record::Notification(n) => {
-                if store_notification(tx, n, now, path)? {
+                if let Some(id) = store_notification(tx, n, now, path)? {
                     stats.notifications += 1;
+                    // A process hit gets its export job in this same transaction: a stored hit
+                    // always has its job.
+                    crate::jobs::enqueue(tx, id, n, now, jobs).map_err(&err)?;
                     for f in &n.processes {
                         learn_fact(&mut processes, f);
                     }
@@ -525,13 +535,13 @@ fn store_binary(
     })
 }
 
-/// Insert a notification and its targets; false when its key is already stored.
+/// Insert a notification and its targets; its row id, or `None` when its key is already stored.
 fn store_notification(
     tx: &Transaction<'_>,
     n: &Notification,
     now: i64,
     path: &Path,
-) -> Result<bool, StoreError> {
+) -> Result<Option<i64>, StoreError> {
     let err = sql_err(path);
     let inserted = tx
         .prepare_cached(INSERT_NOTIFICATION)
@@ -556,7 +566,7 @@ fn store_notification(
         })
         .map_err(&err)?;
     if inserted == 0 {
-        return Ok(false);
+        return Ok(None);
     }
     let id = tx.last_insert_rowid();
     let mut ins = tx.prepare_cached(INSERT_TARGET).map_err(&err)?;
@@ -572,7 +582,7 @@ fn store_notification(
         ])
         .map_err(&err)?;
     }
-    Ok(true)
+    Ok(Some(id))
 }
 
 /// Insert a quarantined input; false when its key is already stored.
