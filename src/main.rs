@@ -54,6 +54,13 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Row counts, time range and size per table of a database.
+    DbInfo {
+        #[arg(long)]
+        db: PathBuf,
+    },
+    #[command(flatten)]
+    Query(cbtrail::query::QueryCommand),
     /// Publish capture files as the CB server would (exchanges, routing keys, content types,
     /// headers), with publisher confirms.
     Publish {
@@ -143,6 +150,16 @@ fn real_main(cli: Cli) -> Result<()> {
                 Err(e) if settings.amqp.url.is_empty() => return Err(e.into()),
                 Err(_) => println!("# bus credentials: from amqp.url"),
             }
+            Ok(())
+        }
+        Command::DbInfo { db } => {
+            let mut out = std::io::stdout().lock();
+            cbtrail::store::retention::db_info(&db, &mut out)?;
+            Ok(())
+        }
+        Command::Query(cmd) => {
+            let mut out = std::io::stdout().lock();
+            cbtrail::query::run(&cmd, &mut out)?;
             Ok(())
         }
         Command::Replay {
