@@ -18,6 +18,7 @@
 //! | [`config`] | settings from TOML and `CBTRAIL_*`, validation, cb.conf credentials |
 //! | [`shutdown`] | signals, shutdown flag, systemd notify and watchdog |
 //! | [`metrics`] | every metric name, described once |
+//! | [`synth`] | seeded generator of realistic CB bus traffic (process trees, raw events, hits) |
 //!
 //! Data flow and the reliability rule (ack only after commit) are described in the README.
 
@@ -32,6 +33,7 @@ pub mod pipeline;
 pub mod replay;
 pub mod shutdown;
 pub mod store;
+pub mod synth;
 
 /// Types generated from `proto/sensor_events.proto` (proto2, no package).
 #[allow(clippy::all, missing_docs)]
