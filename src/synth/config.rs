@@ -28,13 +28,13 @@ impl SynthMode {
 }
 
 impl FromStr for SynthMode {
-    type Err = SynthConfigError;
-    fn from_str(s: &str) -> Result<SynthMode, SynthConfigError> {
+    type Err = SynthError;
+    fn from_str(s: &str) -> Result<SynthMode, SynthError> {
         match s.trim().to_ascii_lowercase().as_str() {
             "singles" | "single" => Ok(SynthMode::Singles),
             "bundles" | "bundle" | "zip" => Ok(SynthMode::Bundles),
             "mixed" | "mix" => Ok(SynthMode::Mixed),
-            _ => Err(SynthConfigError::BadValue {
+            _ => Err(SynthError::BadValue {
                 key: "mode".into(),
                 value: s.into(),
                 expected: "singles, bundles or mixed",
@@ -45,7 +45,7 @@ impl FromStr for SynthMode {
 
 /// A `key=value` text the generator could not use.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum SynthConfigError {
+pub enum SynthError {
     #[error(
         "unknown synthetic traffic setting {0:?} (known: seed, hosts, processes, events, bundle, mode, hit_rate, start, duration, modern, flush)"
     )]
@@ -110,7 +110,7 @@ impl Default for SynthConfig {
 
 impl SynthConfig {
     /// Defaults overridden by `text` (`key=value` pairs separated by commas or whitespace).
-    pub fn parse(text: &str) -> Result<SynthConfig, SynthConfigError> {
+    pub fn parse(text: &str) -> Result<SynthConfig, SynthError> {
         let mut cfg = SynthConfig::default();
         for item in text
             .split([',', ' ', '\t', '\n'])
@@ -118,7 +118,7 @@ impl SynthConfig {
         {
             let (key, value) = item
                 .split_once('=')
-                .ok_or_else(|| SynthConfigError::MissingValue(item.trim().to_string()))?;
+                .ok_or_else(|| SynthError::MissingValue(item.trim().to_string()))?;
             cfg.set(key.trim(), value.trim())?;
         }
         Ok(cfg)
@@ -126,22 +126,22 @@ impl SynthConfig {
 
     /// Set one setting by its text name. Aliases: `processes_per_host`, `events_per_process`,
     /// `bundle_records`, `hits`, `modern_fraction`, `flush_secs`.
-    pub fn set(&mut self, key: &str, value: &str) -> Result<(), SynthConfigError> {
-        fn bad(key: &str, value: &str, expected: &'static str) -> SynthConfigError {
-            SynthConfigError::BadValue {
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), SynthError> {
+        fn bad(key: &str, value: &str, expected: &'static str) -> SynthError {
+            SynthError::BadValue {
                 key: key.into(),
                 value: value.into(),
                 expected,
             }
         }
-        fn count(key: &str, value: &str, max: u32) -> Result<u32, SynthConfigError> {
+        fn count(key: &str, value: &str, max: u32) -> Result<u32, SynthError> {
             let v = parse_count(value).ok_or_else(|| bad(key, value, "a positive integer"))?;
             if v == 0 || v > u64::from(max) {
                 return Err(bad(key, value, "a positive integer within range"));
             }
             Ok(v as u32)
         }
-        fn fraction(key: &str, value: &str) -> Result<f64, SynthConfigError> {
+        fn fraction(key: &str, value: &str) -> Result<f64, SynthError> {
             let v = value.strip_suffix('%').map_or_else(
                 || value.parse::<f64>().ok(),
                 |p| p.parse::<f64>().ok().map(|x| x / 100.0),
@@ -192,7 +192,7 @@ impl SynthConfig {
                     .ok_or_else(|| bad(key, value, "seconds between 1 and 86400"))?
                     as u32
             }
-            _ => return Err(SynthConfigError::UnknownKey(key.to_string())),
+            _ => return Err(SynthError::UnknownKey(key.to_string())),
         }
         Ok(())
     }
@@ -222,8 +222,8 @@ fn parse_duration(s: &str) -> Option<u64> {
 }
 
 impl FromStr for SynthConfig {
-    type Err = SynthConfigError;
-    fn from_str(s: &str) -> Result<SynthConfig, SynthConfigError> {
+    type Err = SynthError;
+    fn from_str(s: &str) -> Result<SynthConfig, SynthError> {
         SynthConfig::parse(s)
     }
 }
@@ -286,11 +286,11 @@ mod tests {
     fn rejects_bad_text() {
         assert!(matches!(
             SynthConfig::parse("hostz=3"),
-            Err(SynthConfigError::UnknownKey(_))
+            Err(SynthError::UnknownKey(_))
         ));
         assert!(matches!(
             SynthConfig::parse("hosts"),
-            Err(SynthConfigError::MissingValue(_))
+            Err(SynthError::MissingValue(_))
         ));
         for bad in [
             "hosts=0",

@@ -14,7 +14,7 @@ pub(crate) struct Dll {
 macro_rules! dlls {
     ($($id:ident: $path:literal, $desc:literal, $vendor:ident, $pages:literal;)*) => {
         /// Index into [`DLLS`].
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
         #[repr(u16)]
         #[allow(non_camel_case_types)]
         pub(crate) enum DllId { $($id),* }

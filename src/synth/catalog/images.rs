@@ -34,7 +34,7 @@ macro_rules! images {
     ($($id:ident: $exe:literal, $path:literal, $desc:literal, $vendor:ident, $acct:ident,
        $profile:ident, $dlls:ident, $life:expr, $x64:literal, [$($cmd:literal),+ $(,)?];)*) => {
         /// Index into [`IMAGES`].
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[repr(u16)]
         pub(crate) enum Img { $($id),* }
 

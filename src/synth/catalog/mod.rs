@@ -229,6 +229,7 @@ pub(crate) struct VendorStrings {
 /// What a program does once running: the mix of its activity events and the catalog rows it
 /// draws files, keys and peers from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub(crate) enum Profile {
     /// Kernel-ish processes: nearly silent.
     Quiet,
@@ -273,3 +274,35 @@ impl Profile {
 /// Typical lifetime of a process, in simulated seconds (drawn exponentially around it);
 /// `None` lives until the end of the window.
 pub(crate) type Life = Option<u32>;
+
+impl Profile {
+    pub(crate) const COUNT: usize = 14;
+}
+
+/// Catalog rows usable by each profile, with their weights, built once.
+pub(crate) struct ByProfile {
+    pub files: Vec<Vec<(u16, u32)>>,
+    pub regs: Vec<Vec<(u16, u32)>>,
+    pub domains: Vec<Vec<(u16, u32)>>,
+}
+
+pub(crate) fn by_profile() -> &'static ByProfile {
+    static CELL: std::sync::OnceLock<ByProfile> = std::sync::OnceLock::new();
+    CELL.get_or_init(|| {
+        let mut b = ByProfile {
+            files: vec![Vec::new(); Profile::COUNT],
+            regs: vec![Vec::new(); Profile::COUNT],
+            domains: vec![Vec::new(); Profile::COUNT],
+        };
+        for (i, f) in FILES.iter().enumerate() {
+            b.files[f.profile as usize].push((i as u16, u32::from(f.weight)));
+        }
+        for (i, r) in REGS.iter().enumerate() {
+            b.regs[r.profile as usize].push((i as u16, u32::from(r.weight)));
+        }
+        for (i, d) in DOMAINS.iter().enumerate() {
+            b.domains[d.profile as usize].push((i as u16, u32::from(d.weight)));
+        }
+        b
+    })
+}
