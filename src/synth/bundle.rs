@@ -149,7 +149,10 @@ mod tests {
         let mut a = zip::ZipArchive::new(std::io::Cursor::new(z)).unwrap();
         assert_eq!(a.len(), 1);
         let mut f = a.by_index(0).unwrap();
-        assert_eq!(f.name(), "EventLog_00000001.1--2024-03-04-08-00-00.log");
+        assert_eq!(
+            f.name().unwrap(),
+            "EventLog_00000001.1--2024-03-04-08-00-00.log"
+        );
         assert_eq!(f.compression(), zip::CompressionMethod::Deflated);
         let mut out = Vec::new();
         f.read_to_end(&mut out).unwrap();

@@ -137,7 +137,14 @@ pub(crate) fn parse_start(s: &str) -> Option<i64> {
     let mut t = time.split(':');
     let hour: i64 = t.next()?.parse().ok()?;
     let minute: i64 = t.next().unwrap_or("0").parse().ok()?;
-    let second: i64 = t.next().unwrap_or("0").parse().ok()?;
+    let sec_text = t.next().unwrap_or("0");
+    let (second, frac) = sec_text.split_once('.').unwrap_or((sec_text, ""));
+    let second: i64 = second.parse().ok()?;
+    // Fractions of a second, as `iso_ms` writes them: milliseconds, further digits ignored.
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let milli: i64 = format!("{frac:0<3}")[..3].parse().ok()?;
     if t.next().is_some() || hour > 23 || minute > 59 || second > 60 {
         return None;
     }
@@ -150,7 +157,7 @@ pub(crate) fn parse_start(s: &str) -> Option<i64> {
     if (ry, rm, rd) != (year, month, day) {
         return None;
     }
-    Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000)
+    Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + milli)
 }
 
 #[cfg(test)]
@@ -184,6 +191,11 @@ mod tests {
             "12:05 AM 9/29/2015"
         );
         assert_eq!(parse_start("1709539200"), Some(1_709_539_200_000));
+        // Regression: the canonical config text writes milliseconds, parsing must take them.
+        assert_eq!(parse_start("2015-11-16T18:14:28.819Z"), Some(ms));
+        assert_eq!(parse_start(&iso_ms(ms)), Some(ms));
+        assert_eq!(parse_start("2015-11-16T18:14:28.8Z"), Some(ms - 19));
+        assert_eq!(parse_start("2015-11-16T18:14:28.x"), None);
         assert_eq!(parse_start("2024-03-04T08:00:00Z"), Some(1_709_539_200_000));
         assert_eq!(parse_start("2024-02-30T00:00:00Z"), None);
         assert_eq!(parse_start("2024-13-01"), None);
