@@ -291,7 +291,14 @@ pub(crate) fn module_info(host: &Host, r: BinRef, bin: &Bin, now_ms: i64) -> CbM
             .to_string(),
         );
         info.utf8_dig_sig_issuer_name = Some(issuer.to_string());
-        info.utf8_dig_sig_subject_name = m.publisher.map(str::to_string);
+        info.utf8_dig_sig_subject_name = Some(
+            if r.vendor() == Vendor::Windows {
+                "Microsoft Windows"
+            } else {
+                m.publisher.unwrap_or("")
+            }
+            .to_string(),
+        );
     }
     if h(bin, 8) % 8 == 0 {
         info.utf8_comments = Some(if m.exe { "Flavor=Retail" } else { m.desc }.to_string());

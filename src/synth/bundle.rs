@@ -6,7 +6,7 @@ use super::clock::{civil, dashed, unix_ms_from_filetime};
 use super::encode::EvKind;
 use super::host::Host;
 use crate::model::{DeliveryMeta, Headers};
-use crate::proto::CbEventMsg;
+use crate::proto::{CbEnvironmentMsg, CbEventMsg};
 use prost::Message;
 use serde_json::Value;
 use std::io::Write;
@@ -17,7 +17,48 @@ pub(crate) const RAW_EXCHANGE: &str = "api.rawsensordata";
 /// Events per kind in one delivery.
 pub(crate) type KindCounts = [u32; EvKind::ALL.len()];
 
-pub(crate) fn single(kind: EvKind, msg: &CbEventMsg) -> SyntheticMessage {
+/// `env` as field 13 of a `CbEventMsg`: tag, length, message.
+pub(crate) fn env_field(env: &CbEnvironmentMsg) -> Vec<u8> {
+    let mut out = Vec::with_capacity(env.encoded_len() + 3);
+    prost::encoding::message::encode(13, env, &mut out);
+    out
+}
+
+/// Whether `msg` has a field numbered above 13 (`env`) set; prost writes fields in number
+/// order, so only then does `env` not go last.
+fn has_field_after_env(msg: &CbEventMsg) -> bool {
+    msg.crossproc.is_some()
+        || msg.tamper_alert.is_some()
+        || msg.blocked.is_some()
+        || msg.emet.is_some()
+        || msg.netconn_blocked.is_some()
+        || msg.process_meta.is_some()
+        || msg.networkv2.is_some()
+        || msg.netconn_blockedv2.is_some()
+        || msg.internal_use.is_some()
+        || msg.scriptexe.is_some()
+        || msg.fbscriptexe.is_some()
+}
+
+/// A single event as the server publishes it on `api.events`, with `env` filled in. The bytes
+/// are exactly prost's encoding of `msg` with `env` set (appending the pre-encoded field when
+/// it goes last saves encoding the same host details for every message).
+pub(crate) fn single(
+    kind: EvKind,
+    msg: &mut CbEventMsg,
+    env: &CbEnvironmentMsg,
+    env_field: &[u8],
+) -> SyntheticMessage {
+    let body = if msg.env.is_none() && !has_field_after_env(msg) {
+        let mut body = Vec::with_capacity(msg.encoded_len() + env_field.len());
+        // Encoding into a Vec with enough capacity cannot fail.
+        let _ = msg.encode(&mut body);
+        body.extend_from_slice(env_field);
+        body
+    } else {
+        msg.env = Some(env.clone());
+        msg.encode_to_vec()
+    };
     SyntheticMessage {
         meta: DeliveryMeta {
             exchange: EVENTS_EXCHANGE.to_string(),
@@ -25,7 +66,7 @@ pub(crate) fn single(kind: EvKind, msg: &CbEventMsg) -> SyntheticMessage {
             content_type: Some("application/protobuf".to_string()),
             headers: Headers::new(),
         },
-        body: msg.encode_to_vec(),
+        body,
         at_ms: 0,
     }
 }
@@ -69,26 +110,21 @@ impl Pending {
         self.records == 0
     }
 
-    /// The upload of everything pending as the server forwards it: a zip with one deflated
-    /// member named like `EventLog_45f2535d.1--2017-01-19-04-11-11.log`.
+    /// The upload of everything pending, not yet zipped: the records as the body, and the
+    /// name of the zip member they go in (`EventLog_45f2535d.1--2017-01-19-04-11-11.log`).
+    /// [`zip_body`] finishes it, possibly on another thread.
     pub(crate) fn take(
         &mut self,
         host: &Host,
         session: u32,
         ft: i64,
-    ) -> (SyntheticMessage, KindCounts) {
+    ) -> (SyntheticMessage, KindCounts, String) {
         let records = std::mem::take(&mut self.buf);
         let counts = std::mem::take(&mut self.counts);
         self.records = 0;
         self.epoch = self.epoch.wrapping_add(1);
         let ms = unix_ms_from_filetime(ft);
         let member = format!("EventLog_{session:08x}.1--{}.log", dashed(ms));
-        let (body, content_type) = match zip_member(&member, &records, ms) {
-            Ok(zip) => (zip, "application/zip"),
-            // A zip into memory cannot fail short of a bug; should it, send the bare bundle
-            // the way servers before 5.2.0 P4 did rather than lose the records.
-            Err(_) => (records, "application/protobuf"),
-        };
         let mut headers = Headers::new();
         headers.insert("sensorId".into(), Value::from(host.sensor_id));
         headers.insert("hostId".into(), Value::from(host.host_id()));
@@ -98,14 +134,29 @@ impl Pending {
             meta: DeliveryMeta {
                 exchange: RAW_EXCHANGE.to_string(),
                 routing_key: String::new(),
-                content_type: Some(content_type.to_string()),
+                content_type: Some("application/zip".to_string()),
                 headers,
             },
-            body,
+            body: records,
             at_ms: ms,
         };
-        (msg, counts)
+        (msg, counts, member)
     }
+}
+
+/// Zip `msg`'s records into its body as one deflated member. A zip into memory cannot fail
+/// short of a bug; should it, the bare bundle goes out the way servers before 5.2.0 P4 sent it
+/// (`application/protobuf`) rather than losing the records.
+pub(crate) fn zip_body(msg: &mut SyntheticMessage, member: &str) {
+    match zip_member(member, &msg.body, msg.at_ms) {
+        Ok(zip) => msg.body = zip,
+        Err(_) => msg.meta.content_type = Some("application/protobuf".to_string()),
+    }
+}
+
+/// Zip `records` as member `member`: what [`zip_body`] does, for a worker thread.
+pub(crate) fn zip_records(member: &str, records: &[u8], ms: i64) -> Option<Vec<u8>> {
+    zip_member(member, records, ms).ok()
 }
 
 fn zip_member(name: &str, data: &[u8], ms: i64) -> zip::result::ZipResult<Vec<u8>> {
@@ -136,6 +187,42 @@ fn zip_member(name: &str, data: &[u8], ms: i64) -> zip::result::ZipResult<Vec<u8
 mod tests {
     use super::*;
     use std::io::Read;
+
+    #[test]
+    fn appended_env_is_prosts_own_encoding() {
+        let env = CbEnvironmentMsg {
+            endpoint: Some(crate::proto::CbEndpointEnvironmentMsg {
+                sensor_id: Some(7),
+                sensor_host_name: Some("WIN-OTEMNUTBS23".into()),
+                host_id: Some(0),
+            }),
+            server: Some(crate::proto::CbServerEnvironmentMsg { node_id: Some(0) }),
+        };
+        let field = env_field(&env);
+        let header = crate::proto::CbHeaderMsg {
+            version: 4,
+            timestamp: Some(130_921_710_236_713_495),
+            ..Default::default()
+        };
+        for msg in [
+            CbEventMsg {
+                header: header.clone(),
+                regmod: Some(crate::proto::CbRegModMsg::default()),
+                ..Default::default()
+            },
+            CbEventMsg {
+                header,
+                crossproc: Some(crate::proto::CbCrossProcessMsg::default()),
+                ..Default::default()
+            },
+        ] {
+            let mut expected = msg.clone();
+            expected.env = Some(env.clone());
+            let mut m = msg;
+            let single = single(EvKind::Regmod, &mut m, &env, &field);
+            assert_eq!(single.body, expected.encode_to_vec());
+        }
+    }
 
     #[test]
     fn zip_member_round_trips() {

@@ -38,7 +38,7 @@ use crate::model::DeliveryMeta;
 use clock::{TICKS_PER_SEC, filetime_from_unix_ms};
 use sim::{Global, HostSim, Params};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
@@ -117,8 +117,24 @@ pub struct Synth {
     next_host: u32,
     sims: Vec<HostSim>,
     heap: BinaryHeap<Reverse<(i64, u32)>>,
+    /// Deliveries generated ahead of the consumer while their bundles are zipped.
+    ahead: VecDeque<Ahead>,
+    zipping: usize,
+    pool: Option<zipper::Pool>,
     summary: SynthSummary,
+    /// Raw events by kind; folded into the summary's map when asked (cheaper per message).
+    by_kind: [u64; EvKind::ALL.len()],
 }
+
+enum Ahead {
+    Ready(sim::Out),
+    /// The records moved out of the body, kept to zip here should the worker fail.
+    Zipping(sim::Out, zipper::Ticket, Arc<Vec<u8>>),
+}
+
+/// Most bundles zipping at once per worker, and most deliveries held ahead in all.
+const ZIPS_PER_WORKER: usize = 4;
+const MAX_AHEAD: usize = 4096;
 
 /// Raw events a process causes besides its activity units: procstart, procend, the parent's two
 /// childproc records, module info and notifications, on average.
@@ -161,7 +177,11 @@ impl Synth {
             next_host: 0,
             sims: Vec::new(),
             heap: BinaryHeap::new(),
+            ahead: VecDeque::new(),
+            zipping: 0,
+            pool: zipper::Pool::start(),
             summary: SynthSummary::default(),
+            by_kind: [0; EvKind::ALL.len()],
         }
     }
 
@@ -170,8 +190,14 @@ impl Synth {
     }
 
     /// Totals of what has been yielded so far.
-    pub fn summary(&self) -> &SynthSummary {
-        &self.summary
+    pub fn summary(&self) -> SynthSummary {
+        let mut s = self.summary.clone();
+        for (kind, &n) in EvKind::ALL.iter().zip(self.by_kind.iter()) {
+            if n > 0 {
+                s.events_by_type.insert(kind.name(), n);
+            }
+        }
+        s
     }
 
     fn bundles_for(&self, index: u32) -> bool {
@@ -223,11 +249,9 @@ impl Synth {
         } else {
             s.single_messages += 1;
         }
-        for (kind, &n) in EvKind::ALL.iter().zip(out.counts.iter()) {
-            if n > 0 {
-                s.events += u64::from(n);
-                *s.events_by_type.entry(kind.name()).or_default() += u64::from(n);
-            }
+        for (total, &n) in self.by_kind.iter_mut().zip(out.counts.iter()) {
+            *total += u64::from(n);
+            s.events += u64::from(n);
         }
         if let Some(guid) = &out.hit_guid {
             s.hits += 1;
@@ -236,10 +260,9 @@ impl Synth {
     }
 }
 
-impl Iterator for Synth {
-    type Item = SyntheticMessage;
-
-    fn next(&mut self) -> Option<SyntheticMessage> {
+impl Synth {
+    /// The next delivery in time order across the hosts of the wave (bundles not yet zipped).
+    fn pull(&mut self) -> Option<sim::Out> {
         loop {
             let Some(Reverse((_, i))) = self.heap.pop() else {
                 if self.next_wave() {
@@ -256,8 +279,136 @@ impl Iterator for Synth {
             if let Some(ft) = sim.next_ft(&mut self.global) {
                 self.heap.push(Reverse((ft, i)));
             }
-            self.record(&out);
-            return Some(out.msg);
+            return Some(out);
+        }
+    }
+
+    /// Generate ahead while zip workers have room, handing bundles to them. Returns a delivery
+    /// that can go out at once (nothing is waiting ahead of it).
+    fn fill_ahead(&mut self) -> Option<sim::Out> {
+        let max_zips = self.pool.as_ref()?.workers() * ZIPS_PER_WORKER;
+        while self.zipping < max_zips && self.ahead.len() < MAX_AHEAD {
+            let mut out = self.pull()?;
+            match (&out.zip_member, &self.pool) {
+                (Some(member), Some(pool)) => {
+                    let records = Arc::new(std::mem::take(&mut out.msg.body));
+                    let ticket = pool.submit(member, records.clone(), out.msg.at_ms);
+                    self.zipping += 1;
+                    self.ahead.push_back(Ahead::Zipping(out, ticket, records));
+                }
+                _ if self.ahead.is_empty() => return Some(out),
+                _ => self.ahead.push_back(Ahead::Ready(out)),
+            }
+        }
+        None
+    }
+}
+
+impl Iterator for Synth {
+    type Item = SyntheticMessage;
+
+    fn next(&mut self) -> Option<SyntheticMessage> {
+        let mut out = match self.fill_ahead() {
+            Some(out) => out,
+            None => match self.ahead.pop_front() {
+                Some(Ahead::Ready(out)) => out,
+                Some(Ahead::Zipping(mut out, ticket, records)) => {
+                    self.zipping -= 1;
+                    match ticket.wait() {
+                        Some(zip) => {
+                            out.msg.body = zip;
+                            out.zip_member = None;
+                        }
+                        // The worker is gone (it cannot fail otherwise): zip below instead.
+                        None => out.msg.body = Arc::unwrap_or_clone(records),
+                    }
+                    out
+                }
+                None => self.pull()?,
+            },
+        };
+        if let Some(member) = out.zip_member.take() {
+            bundle::zip_body(&mut out.msg, &member);
+        }
+        self.record(&out);
+        Some(out.msg)
+    }
+}
+
+/// Zipping bundles on worker threads: deflate is the costliest step of bundle generation, and
+/// the output is the same bytes whichever thread zips.
+mod zipper {
+    use std::sync::Arc;
+    use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+
+    struct Job {
+        member: String,
+        records: Arc<Vec<u8>>,
+        ms: i64,
+        reply: SyncSender<Option<Vec<u8>>>,
+    }
+
+    pub(super) struct Pool {
+        senders: Vec<Sender<Job>>,
+        next: std::cell::Cell<usize>,
+    }
+
+    pub(super) struct Ticket {
+        rx: Receiver<Option<Vec<u8>>>,
+    }
+
+    impl Ticket {
+        /// The zipped body, or `None` if the worker could not deliver it.
+        pub(super) fn wait(self) -> Option<Vec<u8>> {
+            self.rx.recv().ok().flatten()
+        }
+    }
+
+    impl Pool {
+        /// One worker per spare CPU (at most 7); `None` on a single CPU, where bundles are
+        /// zipped inline.
+        pub(super) fn start() -> Option<Pool> {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let workers = cpus.saturating_sub(1).min(7);
+            let mut senders = Vec::with_capacity(workers);
+            for i in 0..workers {
+                let (tx, rx) = channel::<Job>();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("synth-zip-{i}"))
+                    .spawn(move || {
+                        // Ends when the generator (and with it the sender) is dropped.
+                        while let Ok(job) = rx.recv() {
+                            let zip = super::bundle::zip_records(&job.member, &job.records, job.ms);
+                            let _ = job.reply.send(zip);
+                        }
+                    });
+                if spawned.is_ok() {
+                    senders.push(tx);
+                }
+            }
+            (!senders.is_empty()).then(|| Pool {
+                senders,
+                next: std::cell::Cell::new(0),
+            })
+        }
+
+        pub(super) fn workers(&self) -> usize {
+            self.senders.len()
+        }
+
+        pub(super) fn submit(&self, member: &str, records: Arc<Vec<u8>>, ms: i64) -> Ticket {
+            let (reply, rx) = sync_channel(1);
+            let i = self.next.get();
+            self.next.set((i + 1) % self.senders.len());
+            let job = Job {
+                member: member.to_string(),
+                records,
+                ms,
+                reply,
+            };
+            // A dead worker drops the reply sender, and the ticket then reports None.
+            let _ = self.senders[i].send(job);
+            Ticket { rx }
         }
     }
 }

@@ -58,6 +58,8 @@ pub(crate) struct Out {
     /// GUID of the process a hit notification is about (first notification of the hit).
     pub hit_guid: Option<String>,
     pub notification: bool,
+    /// A bundle still to be zipped into this member name (the body holds the records).
+    pub zip_member: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -158,7 +160,8 @@ impl Pids {
             }
         }
         for _ in 0..64 {
-            let pid = 4 * rng.range(64, (PID_SLOTS - 1) as u64) as i32;
+            // Workstations rarely see pids past a few thousand times four.
+            let pid = 4 * rng.range(200, 3_500) as i32;
             if !self.is_used(pid) {
                 self.set(pid, true);
                 return pid;
@@ -205,6 +208,8 @@ pub(crate) struct HostSim {
     banned: Vec<Img>,
     boot_refs: Vec<Option<ParentRef>>,
     env: CbEnvironmentMsg,
+    /// `env` encoded as field 13 of `CbEventMsg`, appended to single messages.
+    env_field: Vec<u8>,
     done: bool,
 }
 
@@ -239,6 +244,7 @@ impl HostSim {
         }
         let session = rng.next_u64() as u32;
         let env = Encoder { host: &host }.env();
+        let env_field = bundle::env_field(&env);
         let mut sim = HostSim {
             host,
             p: p.clone(),
@@ -263,6 +269,7 @@ impl HostSim {
             banned,
             boot_refs: vec![None; BOOT.len()],
             env,
+            env_field,
             done: false,
         };
         sim.scan_id = sim.rng.range(100, 5000) as i32;
@@ -386,16 +393,19 @@ impl HostSim {
                 self.flush(ts);
             }
         } else {
-            m.env = Some(self.env.clone());
             let mut counts = KindCounts::default();
             counts[kind as usize] = 1;
-            self.push_out(ts, bundle::single(kind, &m), counts, None, false);
+            let msg = bundle::single(kind, &mut m, &self.env, &self.env_field);
+            self.push_out(ts, msg, counts, None, false);
         }
     }
 
     fn flush(&mut self, ft: i64) {
-        let (msg, counts) = self.pending.take(&self.host, self.session, ft);
+        let (msg, counts, member) = self.pending.take(&self.host, self.session, ft);
         self.push_out(ft, msg, counts, None, false);
+        if let Some(out) = self.out.back_mut() {
+            out.zip_member = Some(member);
+        }
     }
 
     fn push_out(
@@ -416,6 +426,7 @@ impl HostSim {
             counts,
             hit_guid,
             notification,
+            zip_member: None,
         });
     }
 

@@ -118,7 +118,7 @@ impl Vendor {
                 "Microsoft Corporation",
                 "Microsoft\u{ae} Windows\u{ae} Operating System",
                 "",
-                Some("Microsoft Windows"),
+                Some("Microsoft Corporation"),
                 "Microsoft Windows Production PCA 2011",
             ),
             Vendor::MsOffice => (
