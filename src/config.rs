@@ -134,6 +134,7 @@ impl Default for AmqpSettings {
                 "binarystore.#",
                 "events.partition.#",
                 "task.error.logged",
+                "cmd.#",
                 "ingress.event.#",
             ]
             .iter()
@@ -238,7 +239,9 @@ impl Settings {
         }
         let env: std::collections::HashMap<String, String> = env
             .into_iter()
-            .filter(|(k, _)| k.starts_with("CBTRAIL_"))
+            // Only `CBTRAIL_<SECTION>__<KEY>`: other CBTRAIL_* variables (CBTRAIL_FIXTURES,
+            // CBTRAIL_PUBLISH_AMQP) belong to tools, not to the daemon's settings.
+            .filter(|(k, _)| k.starts_with("CBTRAIL_") && k.contains("__"))
             .collect();
         builder = builder.add_source(
             config::Environment::with_prefix("CBTRAIL")
@@ -579,6 +582,7 @@ mod tests {
                 ("CBTRAIL_AMQP__HOST", "b"),
                 ("CBTRAIL_STORE__BATCH_SIZE", "10"),
                 ("CBTRAIL_AMQP__ROUTING_KEYS", "watchlist.#,feed.#"),
+                ("CBTRAIL_FIXTURES", "/somewhere"),
             ],
         )
         .unwrap();

@@ -85,6 +85,7 @@ pub async fn run_until(settings: Settings, stop: Shutdown) -> Result<Totals, Dae
         &settings.store.path,
         WriterOptions {
             synchronous: settings.store.synchronous,
+            ..WriterOptions::default()
         },
     )?;
     tracing::info!(db = %settings.store.path.display(), "database open");
@@ -207,6 +208,9 @@ async fn session(
         shutdown::notify_ready(&status);
         *ready_sent = true;
     }
+    // lapin's recovery is invisible to the consumer stream; what shows it is that the previous
+    // delivery's acker got poisoned (its channel closed) by the time the next delivery arrives.
+    let mut last_acker: Option<lapin::Acker> = None;
     loop {
         let next = tokio::select! {
             biased;
@@ -239,6 +243,14 @@ async fn session(
                 });
             }
         };
+        if last_acker.as_ref().is_some_and(|a| a.poisoned()) {
+            tracing::warn!(
+                "connection recovered; unacknowledged deliveries come again and are stored once"
+            );
+            metrics::reconnect();
+            metrics::connection_up(true);
+        }
+        last_acker = Some(delivery.acker.clone());
         let meta = DeliveryMeta {
             exchange: delivery.exchange.as_str().to_string(),
             routing_key: delivery.routing_key.as_str().to_string(),
@@ -265,22 +277,17 @@ async fn session(
     }
 }
 
-/// Track connection state and recoveries for the metrics and the log.
+/// Track connection errors for the metrics and the log (recoveries are counted in `session`).
 fn watch_connection(conn: &Connection) {
     let mut events = conn.events_listener();
     tokio::spawn(async move {
         while let Some(ev) = events.next().await {
             match ev {
-                lapin::Event::Connected => {
-                    tracing::info!("connection recovered");
-                    metrics::reconnect();
-                    metrics::connection_up(true);
-                }
                 lapin::Event::Error(e) => {
                     tracing::warn!(error = %e, "connection error");
                     metrics::connection_up(false);
                 }
-                _ => {}
+                other => tracing::debug!(event = ?other, "connection event"),
             }
         }
     });

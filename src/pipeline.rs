@@ -415,9 +415,9 @@ fn write_with_retry(
     }
 }
 
-/// Acknowledge a committed batch: one `multiple` ack per run of increasing delivery tags. A tag
-/// that is not larger than the previous one means the channel was recovered in between (tags start
-/// again at 1); each channel generation gets its own ack. Returns (acked, failed) delivery counts.
+/// Acknowledge a committed batch: one `multiple` ack per run of deliveries from one channel
+/// generation. A new generation starts where the delivery tag stops growing (a recovered channel
+/// counts from 1 again) or where the ackers' poisoned state changes (the old channel is gone). Returns (acked, failed) delivery counts.
 /// A failed ack (`Ok(false)`: the channel it came from is gone) is harmless: the broker redelivers
 /// and the store recognises the duplicates.
 pub async fn acknowledge(acks: Vec<AckHandle>) -> (u64, u64) {
@@ -427,7 +427,9 @@ pub async fn acknowledge(acks: Vec<AckHandle>) -> (u64, u64) {
     let n = acks.len();
     for i in 0..n {
         run += 1;
-        let last_of_run = i + 1 == n || acks[i + 1].delivery_tag <= acks[i].delivery_tag;
+        let last_of_run = i + 1 == n
+            || acks[i + 1].delivery_tag <= acks[i].delivery_tag
+            || acks[i + 1].acker.poisoned() != acks[i].acker.poisoned();
         if !last_of_run {
             continue;
         }

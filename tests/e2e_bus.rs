@@ -95,7 +95,11 @@ fn forced_connection_close_mid_stream_loses_and_doubles_nothing() {
     );
     finish_publisher(publisher);
     wait_for_fingerprint(&db, &want, Duration::from_secs(120), &|| d.log_text());
-    assert!(d.log_text().contains("recovered") || d.log_text().contains("bus session ended"));
+    let log = d.log_text();
+    assert!(
+        log.contains("connection recovered") || log.contains("bus session ended"),
+        "the daemon did not notice the close:\n{log}"
+    );
     let st = d.terminate(Duration::from_secs(15));
     assert!(st.success(), "exit status {st}:\n{}", d.log_text());
     assert_eq!(broker.queue_state(&d.queue), Some((0, 0, 0)));

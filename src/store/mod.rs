@@ -5,14 +5,22 @@
 //! Readers (the CLI, analysts) open their own read-only connections with [`open_read_only`]; WAL mode
 //! keeps them from ever blocking the writer.
 
+mod checkpoint;
+pub mod read;
+pub mod retention;
 pub mod schema;
+mod writer;
 
-use crate::model::{EventType, Record};
-use rusqlite::Connection;
+pub use read::{TableCounts, counts, fingerprint, time_range};
+pub use writer::{Synchronous, Writer, WriterOptions};
+
+use crate::model::EventType;
+use rusqlite::{Connection, OpenFlags};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-/// Errors of the storage layer.
+/// Errors of the storage layer. Every variant names the database file.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database {path}: {source}")]
@@ -30,6 +38,28 @@ pub enum StoreError {
         path: PathBuf,
         found: i64,
         supported: i64,
+    },
+    #[error(
+        "database {path} has schema version {found}, this cbtrail reads version {supported}; \
+         open it once with the daemon (which migrates it) or check that it is a cbtrail database"
+    )]
+    NotMigrated {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("database {path}: cannot start the WAL checkpoint thread: {source}")]
+    Thread {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("database {path}: cannot encode {what} as JSON: {source}")]
+    Json {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
     },
 }
 
@@ -51,8 +81,25 @@ impl StoreError {
                         | OutOfMemory
                 )
             ),
+            StoreError::Thread { .. } => true,
             _ => false,
         }
+    }
+}
+
+/// Attach the database path to a rusqlite error.
+pub(crate) fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |source| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The path a connection was opened on, for error messages (`:memory:` when it has none).
+pub(crate) fn conn_path(conn: &Connection) -> PathBuf {
+    match conn.path() {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(":memory:"),
     }
 }
 
@@ -61,82 +108,56 @@ impl StoreError {
 pub struct BatchStats {
     pub events: u64,
     pub binaries: u64,
+    /// Binary records for an md5 already stored that filled some of its empty columns.
+    pub binaries_updated: u64,
     pub notifications: u64,
     pub quarantined: u64,
-    /// Records whose key was already stored.
+    /// `processes` rows created (observed or inferred).
+    pub processes: u64,
+    /// Records whose key was already stored (for binaries: an md5 already stored and nothing new
+    /// to fill in).
     pub duplicates: u64,
     pub events_by_type: BTreeMap<EventType, u64>,
     pub quarantined_by_reason: BTreeMap<&'static str, u64>,
 }
 
-/// How SQLite makes commits durable (`PRAGMA synchronous`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Synchronous {
-    /// Survives power loss: an acknowledged batch is never rolled back.
-    Full,
-    /// Survives a crash of cbtrail; a power loss may roll back the last acknowledged batches.
-    Normal,
-}
-
-/// Options of the writer connection.
-#[derive(Debug, Clone, Copy)]
-pub struct WriterOptions {
-    pub synchronous: Synchronous,
-}
-
-impl Default for WriterOptions {
-    fn default() -> Self {
-        WriterOptions {
-            synchronous: Synchronous::Full,
-        }
-    }
-}
-
-/// The single writer connection.
-pub struct Writer {
-    conn: Connection,
-    path: PathBuf,
-}
-
-impl Writer {
-    /// Open (creating if needed) and migrate the database at `path`, in WAL mode.
-    pub fn open(path: &Path) -> Result<Writer, StoreError> {
-        Writer::open_with(path, WriterOptions::default())
-    }
-
-    /// [`Writer::open`] with options.
-    pub fn open_with(path: &Path, opts: WriterOptions) -> Result<Writer, StoreError> {
-        let _ = (path, opts);
-        todo!("open")
-    }
-
-    /// Store `records` in one transaction. Returns what was new once the transaction has committed.
-    pub fn write_batch(&mut self, records: &[Record]) -> Result<BatchStats, StoreError> {
-        let _ = records;
-        todo!("write_batch")
-    }
-
-    /// The underlying connection (tests, maintenance).
-    pub fn connection(&self) -> &Connection {
-        &self.conn
-    }
-
-    /// Path of the database file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
+/// How long a connection waits for a lock before giving up with `SQLITE_BUSY`.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Open an existing database read-only, refusing one from a newer schema.
+///
+/// The connection never writes, so it never blocks the writer; each statement (or explicit
+/// transaction) sees the last commit made before it started.
 pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
-    let _ = path;
-    todo!("open_read_only")
+    // SQLite would report a bare "unable to open database file"; say what is wrong instead.
+    if !path.exists() {
+        return Err(StoreError::Missing(path.to_path_buf()));
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).map_err(sql_err(path))?;
+    conn.busy_timeout(DEFAULT_BUSY_TIMEOUT)
+        .map_err(sql_err(path))?;
+    let found = user_version(&conn, path)?;
+    if found > schema::SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found,
+            supported: schema::SCHEMA_VERSION,
+        });
+    }
+    if found < schema::SCHEMA_VERSION {
+        return Err(StoreError::NotMigrated {
+            path: path.to_path_buf(),
+            found,
+            supported: schema::SCHEMA_VERSION,
+        });
+    }
+    Ok(conn)
 }
 
-/// Row count and an order-independent content digest per table, ignoring row ids and reception times:
-/// two databases that stored the same records have equal fingerprints.
-pub fn fingerprint(conn: &Connection) -> Result<BTreeMap<String, (u64, u128)>, StoreError> {
-    let _ = conn;
-    todo!("fingerprint")
+pub(crate) fn user_version(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(sql_err(path))
 }

@@ -70,7 +70,24 @@ impl Broker {
         let vhost = unique(&format!("cbtrail-test-{prefix}"));
         rabbitmqctl(&["add_vhost", &vhost]);
         rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]);
-        Broker { vhost }
+        let broker = Broker { vhost };
+        broker.declare_server_exchanges();
+        broker
+    }
+
+    /// Create `api.events` and `api.rawsensordata` as a CB server does: the daemon only binds to them.
+    pub fn declare_server_exchanges(&self) {
+        let url = self.url();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let p = cbtrail::bus::publish::Publisher::connect(&url, &unique("declare"), None)
+                .await
+                .expect("declaring the CB server's exchanges");
+            p.finish().await.unwrap();
+        });
     }
 
     /// URL of the vhost, guest/guest on 127.0.0.1:5672.
@@ -106,11 +123,11 @@ impl Broker {
         let out = rabbitmqctl(&["list_connections", "pid", "client_properties", "-q"]);
         let mut closed = 0;
         for line in out.lines() {
-            if line.contains(&format!("\"{name}\"")) || line.contains(&format!("<<\"{name}\">>")) {
-                if let Some(pid) = line.split_whitespace().next() {
-                    rabbitmqctl(&["close_connection", pid, "cbtrail fault test"]);
-                    closed += 1;
-                }
+            if (line.contains(&format!("\"{name}\"")) || line.contains(&format!("<<\"{name}\">>")))
+                && let Some(pid) = line.split_whitespace().next()
+            {
+                rabbitmqctl(&["close_connection", pid, "cbtrail fault test"]);
+                closed += 1;
             }
         }
         closed
@@ -282,9 +299,13 @@ pub fn fingerprint(db: &Path) -> Option<Fingerprint> {
     cbtrail::store::fingerprint(&conn).ok()
 }
 
+/// Rows in `table` (0 while the database does not exist yet).
 pub fn count(db: &Path, table: &str) -> u64 {
-    fingerprint(db)
-        .and_then(|f| f.get(table).map(|t| t.0))
+    let Ok(conn) = cbtrail::store::open_read_only(db) else {
+        return 0;
+    };
+    conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get::<_, i64>(0))
+        .map(|n| n as u64)
         .unwrap_or(0)
 }
 

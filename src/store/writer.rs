@@ -1,0 +1,1133 @@
+//! The batch writer: one connection, one thread, one transaction per batch.
+//!
+//! Every insert is idempotent by the record's content key, so a redelivered delivery adds nothing and
+//! is counted as a duplicate. Process facts are merged per GUID in memory for the whole batch and
+//! written once per process; a bounded cache of what each stored process row already knows lets the
+//! common case (one more event of a process we already have) cost a single `last_event_ms` update
+//! per process per batch instead of one upsert per event.
+
+use super::checkpoint::Checkpointer;
+use super::{BatchStats, DEFAULT_BUSY_TIMEOUT, StoreError, schema, sql_err, user_version};
+use crate::model::{Binary, Event, FactRank, Notification, ProcessFacts, Quarantined, Record};
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// `PRAGMA synchronous` of the writer connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// fsync the WAL at every commit: a power loss never rolls back a committed (hence acked) batch.
+    #[default]
+    Full,
+    /// fsync only at checkpoints: faster commits, but the last batches before a power loss (not a
+    /// process crash) may roll back after they were acked.
+    Normal,
+}
+
+impl Synchronous {
+    fn pragma_value(self) -> &'static str {
+        match self {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        }
+    }
+}
+
+/// Tuning of the writer connection.
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    pub synchronous: Synchronous,
+    /// How long to wait for a lock held by another connection (a reader checkpointing, a second
+    /// writer) before failing the batch.
+    pub busy_timeout: Duration,
+    /// SQLite page cache of the writer connection, in MiB.
+    pub cache_mib: u32,
+    /// Processes whose stored merge state is remembered between batches (0 disables the cache).
+    pub process_cache_entries: usize,
+    /// Checkpoint the WAL from a background thread at this interval (while there are new
+    /// commits) instead of inside the commits of the writer thread. `None`: SQLite's automatic
+    /// checkpoint on the writer thread every 1000 WAL pages.
+    pub checkpoint_interval: Option<Duration>,
+    /// Settle, coalesce and follow times of the export jobs a process hit creates, in the same
+    /// transaction as the notification (see [`crate::jobs`]).
+    pub jobs: crate::jobs::JobSettings,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            synchronous: Synchronous::Full,
+            busy_timeout: DEFAULT_BUSY_TIMEOUT,
+            cache_mib: 64,
+            process_cache_entries: 200_000,
+            checkpoint_interval: Some(Duration::from_millis(250)),
+            jobs: crate::jobs::JobSettings::default(),
+        }
+    }
+}
+
+/// WAL size (pages) at which the writer checkpoints by itself although a checkpoint thread runs.
+const BACKSTOP_CHECKPOINT_PAGES: i64 = 50_000;
+
+/// The single writer connection.
+pub struct Writer {
+    conn: Connection,
+    path: PathBuf,
+    ranks: RankCache,
+    checkpointer: Option<Checkpointer>,
+    jobs: crate::jobs::JobSettings,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("path", &self.path)
+            .field(
+                "cached_processes",
+                &(self.ranks.young.len() + self.ranks.old.len()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Writer {
+    /// Open (creating the file, not its directory, if needed) and migrate the database at `path`, in
+    /// WAL mode with `synchronous=FULL`.
+    pub fn open(path: &Path) -> Result<Writer, StoreError> {
+        Writer::open_with(path, WriterOptions::default())
+    }
+
+    /// [`Writer::open`] with explicit options.
+    pub fn open_with(path: &Path, opts: WriterOptions) -> Result<Writer, StoreError> {
+        let err = sql_err(path);
+        let mut conn = Connection::open(path).map_err(&err)?;
+        conn.busy_timeout(opts.busy_timeout).map_err(&err)?;
+
+        // Refuse a newer database before changing anything in it.
+        let found = user_version(&conn, path)?;
+        if found > schema::SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: path.to_path_buf(),
+                found,
+                supported: schema::SCHEMA_VERSION,
+            });
+        }
+
+        // auto_vacuum can only be chosen before the first table exists (afterwards it takes a full
+        // VACUUM); retention relies on incremental_vacuum to give space back.
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+            .map_err(&err)?;
+        if tables == 0 {
+            conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+                .map_err(&err)?;
+        }
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(&err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(
+                path = %path.display(),
+                journal_mode = %mode,
+                "database is not in WAL mode: readers may block the writer"
+            );
+        }
+        conn.pragma_update(None, "synchronous", opts.synchronous.pragma_value())
+            .map_err(&err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(&err)?;
+        conn.pragma_update(None, "cache_size", -(i64::from(opts.cache_mib) * 1024))
+            .map_err(&err)?;
+        conn.pragma_update(None, "temp_store", "MEMORY")
+            .map_err(&err)?;
+        // The WAL file keeps its high-water size after a checkpoint unless told otherwise.
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
+            .map_err(&err)?;
+        conn.set_prepared_statement_cache_capacity(32);
+
+        migrate(&mut conn, path)?;
+
+        let checkpointer = match opts.checkpoint_interval {
+            None => None,
+            Some(interval) => {
+                // Backstop only: the writer checkpoints itself if the thread falls this far behind.
+                conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_CHECKPOINT_PAGES)
+                    .map_err(&err)?;
+                Some(Checkpointer::start(
+                    path,
+                    interval,
+                    opts.synchronous.pragma_value(),
+                )?)
+            }
+        };
+
+        Ok(Writer {
+            conn,
+            path: path.to_path_buf(),
+            ranks: RankCache::new(opts.process_cache_entries),
+            checkpointer,
+            jobs: opts.jobs,
+        })
+    }
+
+    /// Store `records` in one transaction. Returns what was new once the transaction has committed.
+    /// On error nothing of the batch is stored.
+    pub fn write_batch(&mut self, records: &[Record]) -> Result<BatchStats, StoreError> {
+        let err = sql_err(&self.path);
+        let now = now_ms();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&err)?;
+        let (stats, learned) = store_batch(&tx, &self.path, &self.ranks, &self.jobs, records, now)?;
+        tx.commit().map_err(&err)?;
+        if let Some(c) = &self.checkpointer {
+            c.committed();
+        }
+        // Only committed state may enter the cache: a rolled-back batch must not be remembered.
+        for (guid, state) in learned {
+            self.ranks.insert(guid, state);
+        }
+        Ok(stats)
+    }
+
+    /// Forget the cached merge state of stored processes. Call after deleting `processes` rows by
+    /// other means than this writer (retention), so that a later fact re-creates them.
+    pub fn forget_cached_processes(&mut self) {
+        self.ranks.clear();
+    }
+
+    /// The underlying connection (tests, maintenance).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Apply the missing migrations, one transaction each. The version is re-read inside the write
+/// transaction so two processes opening the same new file cannot both apply a migration.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let err = sql_err(path);
+    loop {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&err)?;
+        let version = user_version(&tx, path)?;
+        if version > schema::SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: path.to_path_buf(),
+                found: version,
+                supported: schema::SCHEMA_VERSION,
+            });
+        }
+        if version == schema::SCHEMA_VERSION {
+            return Ok(());
+        }
+        // `version` is in 0..SCHEMA_VERSION here, a valid index.
+        let script = schema::MIGRATIONS[version as usize];
+        tx.execute_batch(script).map_err(&err)?;
+        tx.pragma_update(None, "user_version", version + 1)
+            .map_err(&err)?;
+        tx.commit().map_err(&err)?;
+        tracing::info!(path = %path.display(), version = version + 1, "database migrated");
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+const INSERT_EVENT: &str = "INSERT INTO events (event_key, timestamp_ms, event_type, process_guid, \
+     sensor_id, hostname, pid, process_path, process_md5, process_sha256, path, md5, sha256, action, \
+     target_guid, remote_ip, remote_port, local_ip, local_port, protocol, direction, domain, \
+     command_line, username, details, received_ms) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
+     ?20, ?21, ?22, ?23, ?24, ?25, ?26) ON CONFLICT DO NOTHING";
+
+const INSERT_BINARY: &str = "INSERT INTO binaries (md5, sha256, size, sensor_id, hostname, \
+     timestamp_ms, file_description, company_name, product_name, file_version, original_filename, \
+     digsig_result, digsig_publisher, details, received_ms) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+     ON CONFLICT DO NOTHING";
+
+/// Fill the empty columns of a stored binary; changes nothing (0 rows) when there is nothing new.
+const FILL_BINARY: &str = "UPDATE binaries SET sha256 = coalesce(sha256, ?2), \
+     size = coalesce(size, ?3), sensor_id = coalesce(sensor_id, ?4), \
+     hostname = coalesce(hostname, ?5), file_description = coalesce(file_description, ?6), \
+     company_name = coalesce(company_name, ?7), product_name = coalesce(product_name, ?8), \
+     file_version = coalesce(file_version, ?9), \
+     original_filename = coalesce(original_filename, ?10), \
+     digsig_result = coalesce(digsig_result, ?11), \
+     digsig_publisher = coalesce(digsig_publisher, ?12) \
+     WHERE md5 = ?1 AND ((sha256 IS NULL AND ?2 IS NOT NULL) OR (size IS NULL AND ?3 IS NOT NULL) \
+     OR (sensor_id IS NULL AND ?4 IS NOT NULL) OR (hostname IS NULL AND ?5 IS NOT NULL) \
+     OR (file_description IS NULL AND ?6 IS NOT NULL) OR (company_name IS NULL AND ?7 IS NOT NULL) \
+     OR (product_name IS NULL AND ?8 IS NOT NULL) OR (file_version IS NULL AND ?9 IS NOT NULL) \
+     OR (original_filename IS NULL AND ?10 IS NOT NULL) \
+     OR (digsig_result IS NULL AND ?11 IS NOT NULL) \
+     OR (digsig_publisher IS NULL AND ?12 IS NOT NULL))";
+
+const INSERT_NOTIFICATION: &str = "INSERT INTO notifications (notification_key, routing_key, type, \
+     watchlist_id, watchlist_name, feed_id, feed_name, timestamp_ms, process_guid, segment, \
+     sensor_id, hostname, md5, json, received_ms) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+     ON CONFLICT DO NOTHING";
+
+const INSERT_TARGET: &str = "INSERT INTO notification_targets (notification_id, idx, process_guid, \
+     segment, sensor_id, hostname, md5) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+const INSERT_QUARANTINE: &str = "INSERT INTO quarantine (quarantine_key, exchange, routing_key, \
+     content_type, headers, reason, error, body, received_ms) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING";
+
+const UPSERT_SENSOR: &str = "INSERT INTO sensors (sensor_id, hostname, first_event_ms, \
+     last_event_ms, first_seen_ms, last_seen_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?5) \
+     ON CONFLICT (sensor_id) DO UPDATE SET hostname = coalesce(excluded.hostname, hostname), \
+     first_event_ms = coalesce(min(first_event_ms, excluded.first_event_ms), first_event_ms, \
+     excluded.first_event_ms), \
+     last_event_ms = coalesce(max(last_event_ms, excluded.last_event_ms), last_event_ms, \
+     excluded.last_event_ms), \
+     last_seen_ms = max(last_seen_ms, excluded.last_seen_ms)";
+
+const SELECT_PROCESS: &str = "SELECT parent_guid, sensor_id, hostname, pid, path, cmdline, md5, \
+     sha256, username, start_ms, end_ms, fact_rank, column_ranks, last_event_ms \
+     FROM processes WHERE guid = ?1";
+
+const INSERT_PROCESS: &str = "INSERT INTO processes (guid, parent_guid, sensor_id, hostname, pid, \
+     path, cmdline, md5, sha256, username, start_ms, end_ms, inferred, fact_rank, column_ranks, \
+     first_seen_ms, last_event_ms) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+
+const UPDATE_PROCESS: &str = "UPDATE processes SET parent_guid = ?2, sensor_id = ?3, hostname = ?4, \
+     pid = ?5, path = ?6, cmdline = ?7, md5 = ?8, sha256 = ?9, username = ?10, start_ms = ?11, \
+     end_ms = ?12, inferred = ?13, fact_rank = ?14, column_ranks = ?15, last_event_ms = ?16 \
+     WHERE guid = ?1";
+
+const TOUCH_PROCESS: &str = "UPDATE processes \
+     SET last_event_ms = max(coalesce(last_event_ms, ?2), ?2) WHERE guid = ?1";
+
+/// The event_type column value of an event whose type decode could not tell.
+const UNKNOWN_EVENT_TYPE: &str = "unknown";
+
+/// Process merge states to remember once the batch has committed.
+type Learned<'r> = Vec<(&'r str, RowRanks)>;
+
+/// Everything of one batch, inside its (not yet committed) transaction. Returns the statistics and
+/// the process merge states to remember once the transaction commits.
+fn store_batch<'r>(
+    tx: &Transaction<'_>,
+    path: &Path,
+    cache: &RankCache,
+    jobs: &crate::jobs::JobSettings,
+    records: &'r [Record],
+    now: i64,
+) -> Result<(BatchStats, Learned<'r>), StoreError> {
+    let err = sql_err(path);
+    let mut stats = BatchStats::default();
+    let mut processes: HashMap<&'r str, Pending<'r>> = HashMap::new();
+    let mut sensors: HashMap<i64, SensorSeen<'r>> = HashMap::new();
+    let mut details = Vec::with_capacity(1024);
+
+    let mut ins_event = tx.prepare_cached(INSERT_EVENT).map_err(&err)?;
+    for record in records {
+        match record {
+            Record::Event(e) => {
+                details.clear();
+                serde_json::to_writer(&mut details, &e.details).map_err(|source| {
+                    StoreError::Json {
+                        path: path.to_path_buf(),
+                        what: "event details",
+                        source,
+                    }
+                })?;
+                if insert_event(&mut ins_event, e, &details, now).map_err(&err)? {
+                    stats.events += 1;
+                    if let Some(t) = e.event_type {
+                        *stats.events_by_type.entry(t).or_default() += 1;
+                    }
+                    learn_event(&mut processes, e);
+                    see_sensor(
+                        &mut sensors,
+                        e.sensor_id,
+                        e.hostname.as_deref(),
+                        e.timestamp_ms,
+                    );
+                } else {
+                    stats.duplicates += 1;
+                }
+            }
+            Record::Binary(b) => match store_binary(tx, b, now, path)? {
+                BinaryOutcome::New => {
+                    stats.binaries += 1;
+                    see_sensor(
+                        &mut sensors,
+                        b.sensor_id,
+                        b.hostname.as_deref(),
+                        b.timestamp_ms,
+                    );
+                }
+                BinaryOutcome::Filled => stats.binaries_updated += 1,
+                BinaryOutcome::Duplicate => stats.duplicates += 1,
+            },
+            Record::Notification(n) => {
+                if let Some(id) = store_notification(tx, n, now, path)? {
+                    stats.notifications += 1;
+                    // A process hit gets its export job in this same transaction: a stored hit
+                    // always has its job.
+                    crate::jobs::enqueue(tx, id, n, now, jobs).map_err(&err)?;
+                    for f in &n.processes {
+                        learn_fact(&mut processes, f);
+                    }
+                    let ts = n.timestamp_ms.unwrap_or(0);
+                    see_sensor(&mut sensors, n.sensor_id, n.hostname.as_deref(), ts);
+                    for t in &n.targets {
+                        see_sensor(&mut sensors, t.sensor_id, t.hostname.as_deref(), ts);
+                    }
+                } else {
+                    stats.duplicates += 1;
+                }
+            }
+            Record::Quarantined(q) => {
+                if store_quarantined(tx, q, now, path)? {
+                    stats.quarantined += 1;
+                    *stats
+                        .quarantined_by_reason
+                        .entry(q.reason.as_str())
+                        .or_default() += 1;
+                } else {
+                    stats.duplicates += 1;
+                }
+            }
+        }
+    }
+    drop(ins_event);
+
+    let learned = apply_processes(tx, path, cache, processes, now, &mut stats)?;
+
+    let mut upsert_sensor = tx.prepare_cached(UPSERT_SENSOR).map_err(&err)?;
+    let mut sensors: Vec<_> = sensors.into_iter().collect();
+    sensors.sort_unstable_by_key(|(id, _)| *id);
+    for (id, s) in sensors {
+        upsert_sensor
+            .execute(params![id, s.hostname, s.first, s.last, now])
+            .map_err(&err)?;
+    }
+    Ok((stats, learned))
+}
+
+/// Insert one event; false when its key is already stored.
+fn insert_event(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    e: &Event,
+    details: &[u8],
+    now: i64,
+) -> rusqlite::Result<bool> {
+    let event_type = e.event_type.map_or(UNKNOWN_EVENT_TYPE, |t| t.as_str());
+    // serde_json writes UTF-8; binding the buffer as text avoids a copy into a String.
+    let details = ToSqlOutput::Borrowed(ValueRef::Text(details));
+    let n = stmt.execute(params![
+        e.key,
+        e.timestamp_ms,
+        event_type,
+        e.process_guid,
+        e.sensor_id,
+        e.hostname,
+        e.pid,
+        e.process_path,
+        e.process_md5,
+        e.process_sha256,
+        e.path,
+        e.md5,
+        e.sha256,
+        e.action,
+        e.target_guid,
+        e.remote_ip,
+        e.remote_port,
+        e.local_ip,
+        e.local_port,
+        e.protocol,
+        e.direction,
+        e.domain,
+        e.command_line,
+        e.username,
+        details,
+        now,
+    ])?;
+    Ok(n == 1)
+}
+
+enum BinaryOutcome {
+    New,
+    Filled,
+    Duplicate,
+}
+
+fn store_binary(
+    tx: &Transaction<'_>,
+    b: &Binary,
+    now: i64,
+    path: &Path,
+) -> Result<BinaryOutcome, StoreError> {
+    let err = sql_err(path);
+    let details = serde_json::to_string(&b.details).map_err(|source| StoreError::Json {
+        path: path.to_path_buf(),
+        what: "binary details",
+        source,
+    })?;
+    let inserted = tx
+        .prepare_cached(INSERT_BINARY)
+        .and_then(|mut s| {
+            s.execute(params![
+                b.md5,
+                b.sha256,
+                b.size,
+                b.sensor_id,
+                b.hostname,
+                b.timestamp_ms,
+                b.file_description,
+                b.company_name,
+                b.product_name,
+                b.file_version,
+                b.original_filename,
+                b.digsig_result,
+                b.digsig_publisher,
+                details,
+                now,
+            ])
+        })
+        .map_err(&err)?;
+    if inserted == 1 {
+        return Ok(BinaryOutcome::New);
+    }
+    let filled = tx
+        .prepare_cached(FILL_BINARY)
+        .and_then(|mut s| {
+            s.execute(params![
+                b.md5,
+                b.sha256,
+                b.size,
+                b.sensor_id,
+                b.hostname,
+                b.file_description,
+                b.company_name,
+                b.product_name,
+                b.file_version,
+                b.original_filename,
+                b.digsig_result,
+                b.digsig_publisher,
+            ])
+        })
+        .map_err(&err)?;
+    Ok(if filled == 1 {
+        BinaryOutcome::Filled
+    } else {
+        BinaryOutcome::Duplicate
+    })
+}
+
+/// Insert a notification and its targets; its row id, or `None` when its key is already stored.
+fn store_notification(
+    tx: &Transaction<'_>,
+    n: &Notification,
+    now: i64,
+    path: &Path,
+) -> Result<Option<i64>, StoreError> {
+    let err = sql_err(path);
+    let inserted = tx
+        .prepare_cached(INSERT_NOTIFICATION)
+        .and_then(|mut s| {
+            s.execute(params![
+                n.key,
+                n.routing_key,
+                n.kind,
+                n.watchlist_id,
+                n.watchlist_name,
+                n.feed_id,
+                n.feed_name,
+                n.timestamp_ms,
+                n.process_guid,
+                n.segment,
+                n.sensor_id,
+                n.hostname,
+                n.md5,
+                n.json,
+                now,
+            ])
+        })
+        .map_err(&err)?;
+    if inserted == 0 {
+        return Ok(None);
+    }
+    let id = tx.last_insert_rowid();
+    let mut ins = tx.prepare_cached(INSERT_TARGET).map_err(&err)?;
+    for (idx, t) in n.targets.iter().enumerate() {
+        ins.execute(params![
+            id,
+            idx as i64,
+            t.process_guid,
+            t.segment,
+            t.sensor_id,
+            t.hostname,
+            t.md5,
+        ])
+        .map_err(&err)?;
+    }
+    Ok(Some(id))
+}
+
+/// Insert a quarantined input; false when its key is already stored.
+fn store_quarantined(
+    tx: &Transaction<'_>,
+    q: &Quarantined,
+    now: i64,
+    path: &Path,
+) -> Result<bool, StoreError> {
+    let headers = serde_json::to_string(&q.headers).map_err(|source| StoreError::Json {
+        path: path.to_path_buf(),
+        what: "quarantine headers",
+        source,
+    })?;
+    let inserted = tx
+        .prepare_cached(INSERT_QUARANTINE)
+        .and_then(|mut s| {
+            s.execute(params![
+                q.key,
+                q.exchange,
+                q.routing_key,
+                q.content_type,
+                headers,
+                q.reason.as_str(),
+                q.error,
+                q.body,
+                now,
+            ])
+        })
+        .map_err(sql_err(path))?;
+    Ok(inserted == 1)
+}
+
+/// What the batch saw of one sensor.
+struct SensorSeen<'r> {
+    hostname: Option<&'r str>,
+    first: Option<i64>,
+    last: Option<i64>,
+}
+
+fn see_sensor<'r>(
+    sensors: &mut HashMap<i64, SensorSeen<'r>>,
+    id: Option<i64>,
+    hostname: Option<&'r str>,
+    ts: i64,
+) {
+    let Some(id) = id else { return };
+    let s = sensors.entry(id).or_insert(SensorSeen {
+        hostname: None,
+        first: None,
+        last: None,
+    });
+    if hostname.is_some() {
+        s.hostname = hostname;
+    }
+    // 0 is "the header had no time", not 1970.
+    if ts > 0 {
+        s.first = Some(s.first.map_or(ts, |f| f.min(ts)));
+        s.last = Some(s.last.map_or(ts, |l| l.max(ts)));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Process merge
+
+/// The `processes` columns that facts fill, in `column_ranks` bit order.
+const PROCESS_COLUMNS: [&str; 11] = [
+    "parent_guid",
+    "sensor_id",
+    "hostname",
+    "pid",
+    "path",
+    "cmdline",
+    "md5",
+    "sha256",
+    "username",
+    "start_ms",
+    "end_ms",
+];
+const NCOLS: usize = PROCESS_COLUMNS.len();
+/// Bits per column in `column_ranks`: 0 = NULL, `rank + 1` = set by a fact of that rank.
+const RANK_BITS: u32 = 3;
+
+fn rank_of(f: &ProcessFacts) -> u8 {
+    // A fact that does not say where it comes from is taken as seen in a header: above a mere
+    // parent reference, below what childproc/procstart tell.
+    f.rank.unwrap_or(FactRank::Observed) as u8
+}
+
+/// Merge state of one process: per column, the value and the rank of the fact it came from.
+///
+/// The rule, per column: a value from a fact of higher rank than the one that set the column
+/// replaces it; otherwise it only fills an empty column. Tracking the rank per column (not only per
+/// row) makes the result independent of arrival order except between facts of equal rank (first
+/// wins): the value is always the one of the highest-ranked fact that had it.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Merged<'a> {
+    cols: [Option<(ValueRef<'a>, u8)>; NCOLS],
+    /// Highest rank of any fact merged (the row's `fact_rank`).
+    max_rank: Option<u8>,
+}
+
+impl<'a> Merged<'a> {
+    fn put(&mut self, i: usize, v: Option<ValueRef<'a>>, rank: u8) {
+        let Some(v) = v else { return };
+        match self.cols[i] {
+            Some((_, r)) if r >= rank => {}
+            _ => self.cols[i] = Some((v, rank)),
+        }
+    }
+
+    fn add_fact(&mut self, f: &'a ProcessFacts) {
+        let rank = rank_of(f);
+        self.max_rank = Some(self.max_rank.map_or(rank, |m| m.max(rank)));
+        let text = |s: &'a Option<String>| s.as_deref().map(|s| ValueRef::Text(s.as_bytes()));
+        let int = |i: Option<i64>| i.map(ValueRef::Integer);
+        // A process is never its own parent (bad data or a GUID collision); keep the rest.
+        let parent = f
+            .parent_guid
+            .as_deref()
+            .filter(|p| !p.is_empty() && *p != f.guid)
+            .map(|p| ValueRef::Text(p.as_bytes()));
+        if parent.is_none() && f.parent_guid.as_deref().is_some_and(|p| p == f.guid) {
+            tracing::debug!(guid = %f.guid, "process names itself as parent; parent_guid left empty");
+        }
+        self.put(0, parent, rank);
+        self.put(1, int(f.sensor_id), rank);
+        self.put(2, text(&f.hostname), rank);
+        self.put(3, int(f.pid), rank);
+        self.put(4, text(&f.path), rank);
+        self.put(5, text(&f.cmdline), rank);
+        self.put(6, text(&f.md5), rank);
+        self.put(7, text(&f.sha256), rank);
+        self.put(8, text(&f.username), rank);
+        self.put(9, int(f.start_ms), rank);
+        self.put(10, int(f.end_ms), rank);
+    }
+
+    /// Merge `later` (facts that arrived after those in `self`) into `self`.
+    fn absorb(&mut self, later: &Merged<'a>) {
+        for (i, c) in later.cols.iter().enumerate() {
+            if let Some((v, r)) = *c {
+                self.put(i, Some(v), r);
+            }
+        }
+        if let Some(r) = later.max_rank {
+            self.max_rank = Some(self.max_rank.map_or(r, |m| m.max(r)));
+        }
+    }
+
+    fn ranks(&self) -> RowRanks {
+        let mut packed = 0i64;
+        for (i, c) in self.cols.iter().enumerate() {
+            if let Some((_, r)) = c {
+                packed |= (i64::from(*r) + 1) << (RANK_BITS * i as u32);
+            }
+        }
+        RowRanks {
+            columns: packed,
+            max_rank: self.max_rank.unwrap_or(0),
+        }
+    }
+
+    /// Would merging `self` into a stored row whose merge state is `stored` change that row?
+    fn would_change(&self, stored: RowRanks) -> bool {
+        if self.max_rank.is_some_and(|r| r > stored.max_rank) {
+            return true;
+        }
+        self.cols.iter().enumerate().any(|(i, c)| match c {
+            None => false,
+            Some((_, r)) => {
+                let state = (stored.columns >> (RANK_BITS * i as u32)) & 0b111;
+                state == 0 || state - 1 < i64::from(*r)
+            }
+        })
+    }
+
+    /// Rebuild the merge state of a stored row from its values and `column_ranks`.
+    fn from_stored(values: &'a [Value], fact_rank: i64, column_ranks: i64) -> Merged<'a> {
+        let mut m = Merged {
+            cols: Default::default(),
+            max_rank: Some(fact_rank.clamp(0, 7) as u8),
+        };
+        for (i, v) in values.iter().take(NCOLS).enumerate() {
+            let v = ValueRef::from(v);
+            if v == ValueRef::Null {
+                continue;
+            }
+            let state = (column_ranks >> (RANK_BITS * i as u32)) & 0b111;
+            // A value without a recorded rank (edited by hand) yields to any fact.
+            let rank = if state == 0 { 0 } else { (state - 1) as u8 };
+            m.cols[i] = Some((v, rank));
+        }
+        m
+    }
+
+    fn column_values(&self) -> [ToSqlOutput<'a>; NCOLS] {
+        std::array::from_fn(|i| match self.cols[i] {
+            Some((v, _)) => ToSqlOutput::Borrowed(v),
+            None => ToSqlOutput::Borrowed(ValueRef::Null),
+        })
+    }
+}
+
+/// What the batch learned about one GUID.
+#[derive(Debug, Default)]
+struct Pending<'a> {
+    merged: Merged<'a>,
+    /// Latest time of an event whose actor is this process.
+    last_event_ms: Option<i64>,
+}
+
+fn learn_fact<'r>(processes: &mut HashMap<&'r str, Pending<'r>>, f: &'r ProcessFacts) {
+    if f.guid.is_empty() {
+        return;
+    }
+    processes
+        .entry(f.guid.as_str())
+        .or_default()
+        .merged
+        .add_fact(f);
+}
+
+fn learn_event<'r>(processes: &mut HashMap<&'r str, Pending<'r>>, e: &'r Event) {
+    for f in &e.processes {
+        learn_fact(processes, f);
+    }
+    if let Some(g) = e.process_guid.as_deref().filter(|g| !g.is_empty())
+        && e.timestamp_ms > 0
+    {
+        let p = processes.entry(g).or_default();
+        p.last_event_ms = Some(
+            p.last_event_ms
+                .map_or(e.timestamp_ms, |t| t.max(e.timestamp_ms)),
+        );
+    }
+}
+
+fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Write the merged facts of the batch, one statement per process in the common case.
+fn apply_processes<'r>(
+    tx: &Transaction<'_>,
+    path: &Path,
+    cache: &RankCache,
+    processes: HashMap<&'r str, Pending<'r>>,
+    now: i64,
+    stats: &mut BatchStats,
+) -> Result<Learned<'r>, StoreError> {
+    let err = sql_err(path);
+    let mut learned = Vec::new();
+    if processes.is_empty() {
+        return Ok(learned);
+    }
+    let mut touch = tx.prepare_cached(TOUCH_PROCESS).map_err(&err)?;
+    let mut select = tx.prepare_cached(SELECT_PROCESS).map_err(&err)?;
+    let mut insert = tx.prepare_cached(INSERT_PROCESS).map_err(&err)?;
+    let mut update = tx.prepare_cached(UPDATE_PROCESS).map_err(&err)?;
+
+    // GUID order keeps the primary-key B-tree writes local.
+    let mut processes: Vec<_> = processes.into_iter().collect();
+    processes.sort_unstable_by(|a, b| a.0.cmp(b.0));
+
+    for (guid, p) in processes {
+        let has_facts = p.merged.max_rank.is_some();
+        if !has_facts {
+            // Events of a process no fact describes: only extend a row that exists.
+            if let Some(t) = p.last_event_ms {
+                touch.execute(params![guid, t]).map_err(&err)?;
+            }
+            continue;
+        }
+        if let Some(stored) = cache.get(guid)
+            && !p.merged.would_change(stored)
+        {
+            match p.last_event_ms {
+                None => continue,
+                // 0 rows: the row was deleted behind the cache's back; fall through and re-create.
+                Some(t) => {
+                    if touch.execute(params![guid, t]).map_err(&err)? == 1 {
+                        continue;
+                    }
+                }
+            }
+        }
+
+        let stored: Option<(Vec<Value>, i64, i64, Option<i64>)> = select
+            .query_row(params![guid], |r| {
+                let mut values = Vec::with_capacity(NCOLS);
+                for i in 0..NCOLS {
+                    values.push(r.get::<_, Value>(i)?);
+                }
+                Ok((values, r.get(NCOLS)?, r.get(NCOLS + 1)?, r.get(NCOLS + 2)?))
+            })
+            .optional()
+            .map_err(&err)?;
+
+        match stored {
+            None => {
+                let ranks = p.merged.ranks();
+                let v = p.merged.column_values();
+                insert
+                    .execute(params![
+                        guid,
+                        v[0],
+                        v[1],
+                        v[2],
+                        v[3],
+                        v[4],
+                        v[5],
+                        v[6],
+                        v[7],
+                        v[8],
+                        v[9],
+                        v[10],
+                        ranks.max_rank == FactRank::ParentReference as u8,
+                        ranks.max_rank,
+                        ranks.columns,
+                        now,
+                        p.last_event_ms,
+                    ])
+                    .map_err(&err)?;
+                stats.processes += 1;
+                learned.push((guid, ranks));
+            }
+            Some((values, fact_rank, column_ranks, last_event_ms)) => {
+                let before = Merged::from_stored(&values, fact_rank, column_ranks);
+                let mut merged = before.clone();
+                merged.absorb(&p.merged);
+                let last = max_opt(last_event_ms, p.last_event_ms);
+                let ranks = merged.ranks();
+                if merged != before || last != last_event_ms {
+                    let v = merged.column_values();
+                    update
+                        .execute(params![
+                            guid,
+                            v[0],
+                            v[1],
+                            v[2],
+                            v[3],
+                            v[4],
+                            v[5],
+                            v[6],
+                            v[7],
+                            v[8],
+                            v[9],
+                            v[10],
+                            ranks.max_rank == FactRank::ParentReference as u8,
+                            ranks.max_rank,
+                            ranks.columns,
+                            last,
+                        ])
+                        .map_err(&err)?;
+                }
+                learned.push((guid, ranks));
+            }
+        }
+    }
+    Ok(learned)
+}
+
+/// Merge state of a stored row, enough to tell whether a fact would change it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RowRanks {
+    columns: i64,
+    max_rank: u8,
+}
+
+/// Bounded GUID → [`RowRanks`] map. Two generations: when the young one is full the old one is
+/// dropped, so recently used processes stay and memory stays bounded by `capacity` entries.
+struct RankCache {
+    young: HashMap<Box<str>, RowRanks>,
+    old: HashMap<Box<str>, RowRanks>,
+    capacity: usize,
+}
+
+impl RankCache {
+    fn new(capacity: usize) -> RankCache {
+        RankCache {
+            young: HashMap::new(),
+            old: HashMap::new(),
+            capacity,
+        }
+    }
+
+    fn get(&self, guid: &str) -> Option<RowRanks> {
+        self.young.get(guid).or_else(|| self.old.get(guid)).copied()
+    }
+
+    fn insert(&mut self, guid: &str, ranks: RowRanks) {
+        if self.capacity == 0 {
+            return;
+        }
+        if let Some(r) = self.young.get_mut(guid) {
+            *r = ranks;
+            return;
+        }
+        if self.young.len() >= self.capacity.div_ceil(2) {
+            self.old = std::mem::take(&mut self.young);
+        }
+        self.old.remove(guid);
+        self.young.insert(guid.into(), ranks);
+    }
+
+    fn clear(&mut self) {
+        self.young.clear();
+        self.old.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fact(rank: FactRank, path: Option<&str>, pid: Option<i64>) -> ProcessFacts {
+        ProcessFacts {
+            guid: "00000001-0000-0001-01d0-000000000001".into(),
+            rank: Some(rank),
+            path: path.map(Into::into),
+            pid,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn highest_rank_per_column_wins_in_any_order() {
+        // The case a per-row rank gets wrong: a procstart without a path arrives between a
+        // header-observed path and the parent's childproc path.
+        let facts = [
+            fact(FactRank::Procstart, None, Some(4)),
+            fact(FactRank::Childproc, Some("c.exe"), None),
+            fact(FactRank::Observed, Some("o.exe"), Some(9)),
+            fact(FactRank::ParentReference, Some("p.exe"), Some(8)),
+        ];
+        let orders = [
+            [0, 1, 2, 3],
+            [2, 0, 1, 3],
+            [3, 2, 0, 1],
+            [1, 3, 2, 0],
+            [2, 3, 1, 0],
+        ];
+        let mut results = Vec::new();
+        for order in orders {
+            let mut m = Merged::default();
+            for i in order {
+                m.add_fact(&facts[i]);
+            }
+            results.push(m);
+        }
+        for m in &results {
+            assert_eq!(m, &results[0]);
+        }
+        assert_eq!(
+            results[0].cols[4],
+            Some((ValueRef::Text(b"c.exe"), FactRank::Childproc as u8))
+        );
+        assert_eq!(
+            results[0].cols[3],
+            Some((ValueRef::Integer(4), FactRank::Procstart as u8))
+        );
+        assert_eq!(results[0].max_rank, Some(FactRank::Procstart as u8));
+    }
+
+    #[test]
+    fn equal_rank_fills_only_empty_columns() {
+        let a = fact(FactRank::Observed, Some("a.exe"), None);
+        let b = fact(FactRank::Observed, Some("b.exe"), Some(7));
+        let mut m = Merged::default();
+        m.add_fact(&a);
+        m.add_fact(&b);
+        assert_eq!(m.cols[4], Some((ValueRef::Text(b"a.exe"), 1)));
+        assert_eq!(m.cols[3], Some((ValueRef::Integer(7), 1)));
+    }
+
+    #[test]
+    fn self_parent_is_dropped_but_rest_kept() {
+        let mut f = fact(FactRank::Procstart, Some("x.exe"), Some(1));
+        f.parent_guid = Some(f.guid.clone());
+        let mut m = Merged::default();
+        m.add_fact(&f);
+        assert_eq!(m.cols[0], None);
+        assert!(m.cols[4].is_some());
+    }
+
+    #[test]
+    fn ranks_round_trip_through_stored_row() {
+        let f = fact(FactRank::Childproc, Some("c.exe"), Some(3));
+        let mut m = Merged::default();
+        m.add_fact(&f);
+        let r = m.ranks();
+        let values: Vec<Value> = m
+            .cols
+            .iter()
+            .map(|c| c.map_or(Value::Null, |(v, _)| Value::try_from(v).unwrap()))
+            .collect();
+        let back = Merged::from_stored(&values, i64::from(r.max_rank), r.columns);
+        assert_eq!(back, m);
+        assert!(!back.would_change(r));
+        assert!(!m.would_change(r));
+    }
+
+    #[test]
+    fn would_change_matches_absorb() {
+        let stored_fact = fact(FactRank::Childproc, Some("c.exe"), None);
+        let mut stored = Merged::default();
+        stored.add_fact(&stored_fact);
+        let candidates = [
+            fact(FactRank::Observed, Some("o.exe"), None),
+            fact(FactRank::Observed, None, Some(5)),
+            fact(FactRank::Procstart, Some("s.exe"), None),
+            fact(FactRank::Childproc, Some("z.exe"), None),
+            fact(FactRank::ParentReference, None, None),
+        ];
+        for c in &candidates {
+            let mut incoming = Merged::default();
+            incoming.add_fact(c);
+            let mut after = stored.clone();
+            after.absorb(&incoming);
+            assert_eq!(
+                incoming.would_change(stored.ranks()),
+                after != stored,
+                "{c:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn rank_cache_stays_bounded_and_keeps_recent() {
+        let mut c = RankCache::new(4);
+        let r = RowRanks {
+            columns: 1,
+            max_rank: 1,
+        };
+        for i in 0..100 {
+            c.insert(&format!("g{i}"), r);
+            assert!(c.young.len() + c.old.len() <= 4);
+            assert_eq!(c.get(&format!("g{i}")), Some(r));
+        }
+        let mut off = RankCache::new(0);
+        off.insert("g", r);
+        assert_eq!(off.get("g"), None);
+    }
+}
