@@ -22,6 +22,7 @@
 //! | [`config`] | settings from TOML and `CBTRAIL_*`, validation, cb.conf credentials |
 //! | [`shutdown`] | signals, shutdown flag, systemd notify and watchdog |
 //! | [`metrics`] | every Prometheus metric name, described once; typed recording functions |
+//! | [`synth`] | seeded generator of realistic CB bus traffic (hosts, process trees, raw events, bundles, hits) for demos and benchmarks |
 //!
 //! Data flow and the reliability rule (ack only after commit) are described in the README.
 
@@ -39,6 +40,7 @@ pub mod query;
 pub mod replay;
 pub mod shutdown;
 pub mod store;
+pub mod synth;
 pub mod tree;
 
 /// Types generated from `proto/sensor_events.proto` (proto2, no package).
