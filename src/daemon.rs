@@ -223,8 +223,9 @@ async fn session(
 ) -> Result<Option<Connection>, BusError> {
     let a = &settings.amqp;
     let target = a.display_target();
+    let handshakes = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let conn = tokio::select! {
-        c = bus::connect(a, &a.connection_name) => c?,
+        c = bus::connect(a, &a.connection_name, handshakes.clone()) => c?,
         _ = stop.requested() => return Ok(None),
     };
     let channel = conn
@@ -252,9 +253,9 @@ async fn session(
         shutdown::notify_ready(&status);
         *ready_sent = true;
     }
-    // lapin's recovery is invisible to the consumer stream; what shows it is that the previous
-    // delivery's acker got poisoned (its channel closed) by the time the next delivery arrives.
-    let mut last_acker: Option<lapin::Acker> = None;
+    // lapin's recovery is invisible to the consumer stream; every recovery is a new handshake.
+    let mut seen_handshakes = handshakes.load(std::sync::atomic::Ordering::SeqCst);
+    let mut recovery_check = tokio::time::interval(Duration::from_secs(1));
     loop {
         let next = tokio::select! {
             biased;
@@ -263,6 +264,10 @@ async fn session(
                     .basic_cancel(consumer_tag.as_str().into(), BasicCancelOptions::default())
                     .await;
                 return Ok(Some(conn));
+            }
+            _ = recovery_check.tick() => {
+                note_recoveries(&handshakes, &mut seen_handshakes);
+                continue;
             }
             d = consumer.next() => d,
         };
@@ -287,14 +292,7 @@ async fn session(
                 });
             }
         };
-        if last_acker.as_ref().is_some_and(|a| a.poisoned()) {
-            tracing::warn!(
-                "connection recovered; unacknowledged deliveries come again and are stored once"
-            );
-            metrics::reconnect();
-            metrics::connection_up(true);
-        }
-        last_acker = Some(delivery.acker.clone());
+        note_recoveries(&handshakes, &mut seen_handshakes);
         let meta = DeliveryMeta {
             exchange: delivery.exchange.as_str().to_string(),
             routing_key: delivery.routing_key.as_str().to_string(),
@@ -318,6 +316,22 @@ async fn session(
             // The pipeline stopped (its writer failed for good): end the session; run() reports it.
             return Ok(Some(conn));
         }
+    }
+}
+
+/// Log and count the recoveries since the last look.
+fn note_recoveries(handshakes: &std::sync::atomic::AtomicU64, seen: &mut u64) {
+    let now = handshakes.load(std::sync::atomic::Ordering::SeqCst);
+    if now > *seen {
+        for _ in *seen..now {
+            metrics::reconnect();
+        }
+        tracing::warn!(
+            recoveries = now - *seen,
+            "connection recovered; unacknowledged deliveries come again and are stored once"
+        );
+        metrics::connection_up(true);
+        *seen = now;
     }
 }
 
