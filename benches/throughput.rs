@@ -148,14 +148,20 @@ async fn run_scenario(sc: &Scenario) -> Measured {
 
     // Expected rows: offline replay of the same messages (not timed).
     let expected_db = tmp.path().join("expected.db");
-    let files = messages
+    let files: Vec<cbtrail::capture::CaptureFile> = messages
         .iter()
         .map(|(meta, body)| cbtrail::capture::CaptureFile {
             path: "synthetic".into(),
             meta: meta.clone(),
             body: body.clone(),
-        });
-    let replayed = cbtrail::replay::replay(&expected_db, files, BATCH).expect("replay");
+        })
+        .collect();
+    let db = expected_db.clone();
+    // Replay drives the pipeline with blocking sends: off the async threads.
+    let replayed = tokio::task::spawn_blocking(move || cbtrail::replay::replay(&db, files, BATCH))
+        .await
+        .unwrap()
+        .expect("replay");
     let expected = fingerprint(&expected_db);
     let events = replayed.totals.stats.events;
     eprintln!("   {} messages, {events} events", messages.len());
