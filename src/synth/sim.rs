@@ -296,8 +296,8 @@ impl HostSim {
         }
         self.spawn_left = budget;
         self.at(self.host.sensor_start_ft, Act::SensorStart);
-        // Tamper alerts are rare: about one host in a hundred per day of window.
-        let p_tamper = (self.p.window_secs as f64 / 86_400.0 * 0.01).min(0.5);
+        // Tamper alerts are rare: about one host in fifty per day of window.
+        let p_tamper = (self.p.window_secs as f64 / 86_400.0 * 0.02).min(0.5);
         if self.rng.chance(p_tamper) {
             let t = self.host.sensor_start_ft
                 + self

@@ -304,9 +304,11 @@ pub fn count(db: &Path, table: &str) -> u64 {
     let Ok(conn) = cbtrail::store::open_read_only(db) else {
         return 0;
     };
-    conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get::<_, i64>(0))
-        .map(|n| n as u64)
-        .unwrap_or(0)
+    conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|n| n as u64)
+    .unwrap_or(0)
 }
 
 /// Poll until `db`'s fingerprint equals `expected`; on timeout, fail with both.
