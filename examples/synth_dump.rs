@@ -11,8 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(args.next().ok_or("usage: synth_dump OUT_DIR [SPEC]")?);
     let cfg = SynthConfig::parse(&args.next().unwrap_or_default())?;
     let mut synth = Synth::new(cfg);
-    let mut n = 0u64;
-    for m in synth.by_ref() {
+    for (n, m) in synth.by_ref().enumerate() {
         let ct = m.meta.content_type.as_deref().unwrap_or("");
         let (dir, name) = match ct {
             "application/json" => (
@@ -37,7 +36,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 format!("content_type={ct} headers={headers}\n"),
             )?;
         }
-        n += 1;
     }
     println!("{}", synth.summary());
     Ok(())

@@ -319,10 +319,10 @@ impl HostSim {
             };
             let ja3 = (!d.udp && rport == 443 && outbound).then(|| {
                 let exe = img.get().exe;
-                let client = xxh3_64_with_seed(exe.as_bytes(), 0x4A41_33) as u128
-                    | (xxh3_64_with_seed(exe.as_bytes(), 0x4A41_34) as u128) << 64;
-                let server = xxh3_64_with_seed(name.as_bytes(), 0x4A41_35) as u128
-                    | (xxh3_64_with_seed(name.as_bytes(), 0x4A41_36) as u128) << 64;
+                let client = xxh3_64_with_seed(exe.as_bytes(), 0x004A_4133) as u128
+                    | (xxh3_64_with_seed(exe.as_bytes(), 0x004A_4134) as u128) << 64;
+                let server = xxh3_64_with_seed(name.as_bytes(), 0x004A_4135) as u128
+                    | (xxh3_64_with_seed(name.as_bytes(), 0x004A_4136) as u128) << 64;
                 (
                     hex(&client.to_le_bytes(), false),
                     hex(&server.to_le_bytes(), false),

@@ -167,7 +167,7 @@ pub(crate) fn meta(host: &Host, r: BinRef, bin: &Bin, now_ms: i64) -> Meta {
     };
     let embedded = v
         .publisher
-        .filter(|_| r.vendor() != Vendor::Windows || r.is_exe() || h(bin, 3) % 3 == 0);
+        .filter(|_| r.vendor() != Vendor::Windows || r.is_exe() || h(bin, 3).is_multiple_of(3));
     let name = file_name(&bin.path).to_string();
     Meta {
         desc: r.desc(),
@@ -310,10 +310,10 @@ pub(crate) fn module_info(host: &Host, r: BinRef, bin: &Bin, now_ms: i64) -> CbM
             .to_string(),
         );
     }
-    if h(bin, 8) % 8 == 0 {
+    if h(bin, 8).is_multiple_of(8) {
         info.utf8_comments = Some(if m.exe { "Flavor=Retail" } else { m.desc }.to_string());
     }
-    if h(bin, 9) % 12 == 0 {
+    if h(bin, 9).is_multiple_of(12) {
         info.utf8_private_build = Some(format!("DDBLD{}", 100 + h(bin, 10) % 300));
     }
     if m.exe && matches!(r, BinRef::Image(i) if i.get().account == super::catalog::Account::User) {

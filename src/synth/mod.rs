@@ -148,7 +148,6 @@ impl Synth {
         let modern = cfg.modern_fraction > 0.0;
         let params = Params {
             seed: cfg.seed,
-            start_ft,
             end_ft: start_ft + cfg.duration_secs as i64 * TICKS_PER_SEC,
             window_secs: cfg.duration_secs,
             start_ms: cfg.start_ms,
@@ -204,7 +203,7 @@ impl Synth {
         match self.cfg.mode {
             SynthMode::Singles => false,
             SynthMode::Bundles => true,
-            SynthMode::Mixed => index % 2 == 0,
+            SynthMode::Mixed => index.is_multiple_of(2),
         }
     }
 

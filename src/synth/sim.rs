@@ -26,7 +26,6 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub(crate) struct Params {
     pub seed: u64,
-    pub start_ft: i64,
     pub end_ft: i64,
     pub window_secs: u64,
     pub start_ms: i64,
