@@ -46,6 +46,9 @@ pub(crate) struct Global {
     pub group_bins: HashSet<(&'static str, [u8; 16])>,
     pub alerts: u64,
     pub reports: u64,
+    /// Processes the server learnt of: announced by a procstart or (eventless ones) by their
+    /// parent's childproc.
+    pub processes: u64,
 }
 
 /// One delivery of a host, with what it carries.
@@ -631,6 +634,9 @@ impl HostSim {
         if end_ft < i64::MAX {
             self.at(end_ft, Act::End(slot, epoch));
         }
+        if after_sensor {
+            g.processes += 1;
+        }
         if after_sensor && !suppressed {
             self.report_start(t, slot, parent_slot, g);
         }
@@ -771,6 +777,7 @@ impl HostSim {
                 &uid,
             );
             self.event(EvKind::Procstart, ts, m);
+            g.processes += 1;
             self.after_report(ts, s, g);
         }
         if self.spawn_left > 0 {
