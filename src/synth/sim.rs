@@ -284,6 +284,7 @@ impl HostSim {
         let bit = os_bit(self.host.os);
         let logon = !self.host.os.is_server() || self.rng.chance(0.3);
         let mut budget = self.p.processes;
+        let mut times = vec![self.host.boot_ft; BOOT.len()];
         for (i, row) in BOOT.iter().enumerate() {
             if row.os & bit == 0 || (row.logon && !logon) {
                 continue;
@@ -292,8 +293,18 @@ impl HostSim {
                 break;
             }
             budget -= 1;
-            let jitter = self.rng.below(300) as i64 * TICKS_PER_MS;
-            let ft = self.host.boot_ft + i64::from(row.at_ms) * TICKS_PER_MS + jitter;
+            let jitter = if i == 0 {
+                0
+            } else {
+                self.rng.below(300) as i64 * TICKS_PER_MS
+            };
+            let mut ft = self.host.boot_ft + i64::from(row.at_ms) * TICKS_PER_MS + jitter;
+            // A child never starts before its parent, whatever the jitter.
+            if let Some(p) = row.parent {
+                let after = self.rng.below(TICKS_PER_MS as u64) as i64;
+                ft = ft.max(times[p as usize] + TICKS_PER_MS + after);
+            }
+            times[i] = ft;
             self.at(ft, Act::Boot(i as u8));
         }
         self.spawn_left = budget;
@@ -511,17 +522,20 @@ impl HostSim {
             .map(|(s, _)| s);
         let parent_account = parent_slot.map(|s| self.procs[s as usize].account);
         let mut account = row.and_then(|r| r.account).unwrap_or(image.account);
-        if account == Account::User
-            && matches!(
-                image.profile,
-                Profile::Console | Profile::Script | Profile::Tool
-            )
-            && matches!(
-                parent_account,
-                Some(Account::System | Account::LocalService | Account::NetworkService)
-            )
+        let service_parent = matches!(
+            parent_account,
+            Some(Account::System | Account::LocalService | Account::NetworkService)
+        );
+        // Console programs a service starts run as the service's account; a console host
+        // always runs as its console program.
+        let console = matches!(
+            image.profile,
+            Profile::Console | Profile::Script | Profile::Tool
+        );
+        if (img == Img::Conhost || (account == Account::User && console && service_parent))
+            && let Some(a) = parent_account
         {
-            account = parent_account.unwrap_or(account);
+            account = a;
         }
         let session = match account {
             Account::System | Account::LocalService | Account::NetworkService => 0,

@@ -71,7 +71,7 @@ images! {
     Services: "services.exe", r"c:\windows\system32\services.exe", "Services and Controller app", Windows, System, Service, Base, None, true, [r"C:\Windows\system32\services.exe"];
     Lsass: "lsass.exe", r"c:\windows\system32\lsass.exe", "Local Security Authority Process", Windows, System, Service, Net, None, true, [r"C:\Windows\system32\lsass.exe"];
     Fontdrvhost: "fontdrvhost.exe", r"c:\windows\system32\fontdrvhost.exe", "Usermode Font Driver Host", Windows, Umfd, Quiet, Base, None, true, [r#""fontdrvhost.exe""#];
-    Svchost: "svchost.exe", r"c:\windows\system32\svchost.exe", "Host Process for Windows Services", Windows, System, Service, Com, None, true, [r"C:\Windows\system32\svchost.exe -k netsvcs -p -s Schedule"];
+    Svchost: "svchost.exe", r"c:\windows\system32\svchost.exe", "Host Process for Windows Services", Windows, System, Service, Com, None, true, [r"C:\Windows\system32\svchost.exe -k netsvcs -p -s BITS", r"C:\Windows\system32\svchost.exe -k netsvcs -p -s wuauserv", r"C:\Windows\System32\svchost.exe -k LocalSystemNetworkRestricted -p -s DeviceAssociationService", r"C:\Windows\system32\svchost.exe -k LocalService -p -s DPS", r"C:\Windows\system32\svchost.exe -k netsvcs -p -s Appinfo", r"C:\Windows\System32\svchost.exe -k wsappx -p -s ClipSVC"];
     Dwm: "dwm.exe", r"c:\windows\system32\dwm.exe", "Desktop Window Manager", Windows, Dwm, Quiet, Gui, None, true, [r#""dwm.exe""#];
     Spoolsv: "spoolsv.exe", r"c:\windows\system32\spoolsv.exe", "Spooler SubSystem App", Windows, System, Service, Net, None, true, [r"C:\Windows\System32\spoolsv.exe"];
     MsMpEng: "msmpeng.exe", r"c:\programdata\microsoft\windows defender\platform\4.18.23110.3-0\msmpeng.exe", "Antimalware Service Executable", Windows, System, Security, Net, None, true, [r#""C:\ProgramData\Microsoft\Windows Defender\platform\4.18.23110.3-0\MsMpEng.exe""#];
@@ -383,8 +383,8 @@ pub(crate) static SPAWNS: &[Spawn] = &[
     s(Img::Winlogon, Img::LogonUI, 3, ALL),
     s(Img::W3wp, Img::Cmd, 1, SRV),
     s(Img::Sqlservr, Img::Cmd, 1, SRV),
-    s(Img::Svchost, Img::Cmd, 6, SRV),
-    s(Img::Svchost, Img::PowerShell, 6, SRV),
+    s(Img::Svchost, Img::Cmd, 3, SRV),
+    s(Img::Svchost, Img::PowerShell, 3, SRV),
     s(Img::Winword, Img::PowerShell, 1, WS),
     s(Img::Excel, Img::Cmd, 1, WS),
     s(Img::Outlook, Img::Dropper, 1, WS),
