@@ -638,6 +638,7 @@ fn guids_follow_the_server_formula_and_times_are_plausible() {
     let end_ft = start_ft + g.cfg.duration_secs as i64 * 10_000_000;
     let mut started: HashSet<String> = HashSet::new();
     let mut legacy_of: HashMap<String, i64> = HashMap::new();
+    let mut users: HashMap<String, String> = HashMap::new();
     for (i, m) in g.msgs.iter().enumerate() {
         let sensor = match m.meta.headers.get("sensorId") {
             Some(v) => v.as_i64().unwrap() as i32,
@@ -710,10 +711,32 @@ fn guids_follow_the_server_formula_and_times_are_plausible() {
                 // record of one that exited before the sensor started).
                 let parent =
                     process_guid(sensor, p.parent_pid.unwrap(), p.parent_create_time.unwrap());
-                if p.parent_pid != Some(-1) {
+                if p.parent_pid == Some(-1) {
+                    // Regression: a boot process started before its parent came out parentless.
+                    assert!(
+                        p.md5hash.is_none(),
+                        "only the reduced record of an exited parent has no parent"
+                    );
+                } else {
                     assert!(
                         started.contains(&parent),
                         "parent {parent} of a procstart never announced"
+                    );
+                }
+                let me = process_guid(sensor, p.pid.unwrap(), h.process_create_time.unwrap());
+                if let Some(user) = &p.username {
+                    users.insert(me, user.clone());
+                }
+                // Regression: console hosts ran as the interactive user under SYSTEM consoles.
+                if h.process_path
+                    .as_deref()
+                    .is_some_and(|p| p.ends_with(r"\conhost.exe"))
+                    && let Some(parent_user) = users.get(&parent)
+                {
+                    assert_eq!(
+                        p.username.as_ref(),
+                        Some(parent_user),
+                        "conhost runs as its console"
                     );
                 }
             }
