@@ -137,8 +137,9 @@ pub(crate) struct Meta {
     pub copyright: &'static str,
     pub original_name: String,
     pub publisher: Option<&'static str>,
-    /// Embedded Authenticode signature (program, issuer, subject present), else catalog-signed.
-    pub embedded_sig: Option<&'static str>,
+    /// Embedded Authenticode signature as (program, issuer, subject); `None` when
+    /// catalog-signed or unsigned.
+    pub embedded_sig: Option<(&'static str, &'static str, &'static str)>,
     pub sign_ms: i64,
     pub size: u64,
     pub x64: bool,
@@ -178,7 +179,13 @@ pub(crate) fn meta(host: &Host, r: BinRef, bin: &Bin, now_ms: i64) -> Meta {
         copyright,
         original_name: name,
         publisher: v.publisher,
-        embedded_sig: embedded.map(|_| v.issuer),
+        embedded_sig: embedded.map(|publisher| {
+            if r.vendor() == Vendor::Windows {
+                ("Microsoft Windows", v.issuer, "Microsoft Windows")
+            } else {
+                (product, v.issuer, publisher)
+            }
+        }),
         // Signed some weeks to a few years before it turns up.
         sign_ms: now_ms
             - (30 + (h(bin, 4) % 900) as i64) * 86_400_000
@@ -291,24 +298,10 @@ pub(crate) fn module_info(host: &Host, r: BinRef, bin: &Bin, now_ms: i64) -> CbM
         info.utf8_dig_sig_publisher = Some(publisher.to_string());
         info.utf8_dig_sig_sign_time = Some(sign_time(m.sign_ms));
     }
-    if let Some(issuer) = m.embedded_sig {
-        info.utf8_dig_sig_program_name = Some(
-            if r.vendor() == Vendor::Windows {
-                "Microsoft Windows"
-            } else {
-                m.product
-            }
-            .to_string(),
-        );
+    if let Some((program, issuer, subject)) = m.embedded_sig {
+        info.utf8_dig_sig_program_name = Some(program.to_string());
         info.utf8_dig_sig_issuer_name = Some(issuer.to_string());
-        info.utf8_dig_sig_subject_name = Some(
-            if r.vendor() == Vendor::Windows {
-                "Microsoft Windows"
-            } else {
-                m.publisher.unwrap_or("")
-            }
-            .to_string(),
-        );
+        info.utf8_dig_sig_subject_name = Some(subject.to_string());
     }
     if h(bin, 8).is_multiple_of(8) {
         info.utf8_comments = Some(if m.exe { "Flavor=Retail" } else { m.desc }.to_string());

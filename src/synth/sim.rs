@@ -1061,11 +1061,22 @@ impl HostSim {
             parent_name,
             parent_md5: p.parent.info.as_ref().map(|b| b.md5),
             parent_legacy: p.parent.legacy,
+            parent_start_ms: unix_ms_from_filetime(p.parent.create_ft),
             counts: p.counts,
             start_ms: unix_ms_from_filetime(p.create_ft),
             last_ms: unix_ms_from_filetime(p.last_ft),
         };
         let server = &self.p.server;
+        // A feed matches an indicator the process actually has: a peer it talked to, or a
+        // hash no Windows file has; otherwise the hit comes from a watchlist search.
+        let kind = match kind {
+            HitKind::FeedIngress
+                if p.peer.is_none() && p.img.get().vendor == super::catalog::Vendor::Windows =>
+            {
+                HitKind::Watchlist
+            }
+            k => k,
+        };
         let mut notes = Vec::with_capacity(2);
         match kind {
             HitKind::Watchlist => notes.push(notify::watchlist_hit(&doc, server, ms)),
