@@ -14,7 +14,23 @@
 //!
 //! Generation is deterministic for a seed and streams: hosts are simulated in waves of
 //! [`WAVE_HOSTS`], their deliveries merged by time, and each host keeps only its live processes,
-//! so tens of millions of events never sit in memory.
+//! so tens of millions of events never sit in memory. Bundles are zipped on worker threads (one
+//! per spare CPU); the bytes are the same whichever thread zips. A release build generates well
+//! over a million events per second (`cargo run --release --example synth_speed`).
+//!
+//! ```
+//! use cbtrail::synth::{Synth, SynthConfig};
+//!
+//! let cfg = SynthConfig::parse("hosts=2,processes=60,events=10,mode=bundles,seed=7").unwrap();
+//! let mut synth = Synth::new(cfg);
+//! for msg in synth.by_ref() {
+//!     // publish msg.meta (exchange, routing key, content type, headers) and msg.body
+//!     assert!(!msg.body.is_empty());
+//! }
+//! let summary = synth.summary();
+//! assert!(summary.events > 0 && summary.processes > 100);
+//! println!("{summary}");
+//! ```
 
 mod activity;
 mod binary;
