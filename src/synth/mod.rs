@@ -153,7 +153,7 @@ enum Ahead {
 }
 
 /// Most bundles zipping at once per worker, and most deliveries held ahead in all.
-const ZIPS_PER_WORKER: usize = 4;
+const ZIPS_PER_WORKER: usize = 16;
 const MAX_AHEAD: usize = 4096;
 
 /// Raw events a process causes besides its activity units: procstart, procend, the parent's two
