@@ -67,6 +67,8 @@ pub struct Settings {
     pub store: StoreSettings,
     pub metrics: MetricsSettings,
     pub log: LogSettings,
+    /// Hit-triggered exports (settle, follow, output layout): see `docs/exports.md`.
+    pub exports: crate::jobs::JobSettings,
 }
 
 /// The CB server's RabbitMQ bus.
@@ -162,6 +164,10 @@ pub struct StoreSettings {
     pub batch_size: usize,
     /// Longest a delivery waits for its batch to fill before it is committed (and acked).
     pub batch_max_latency_ms: u64,
+    /// Keep events, notifications and quarantine rows this many days; 0 keeps everything.
+    pub retention_days: u32,
+    /// How often retention runs, hours.
+    pub retention_interval_hours: u32,
 }
 
 impl Default for StoreSettings {
@@ -174,6 +180,8 @@ impl Default for StoreSettings {
             synchronous: Synchronous::Full,
             batch_size: 1000,
             batch_max_latency_ms: 100,
+            retention_days: 0,
+            retention_interval_hours: 6,
         }
     }
 }
@@ -322,6 +330,12 @@ impl Settings {
                 "must be at least 1".into(),
             ));
         }
+        if s.retention_days > 0 && s.retention_interval_hours == 0 {
+            return Err(key(
+                "store.retention_interval_hours",
+                "must be at least 1 when retention_days is set".into(),
+            ));
+        }
         if s.path.as_os_str().is_empty() {
             return Err(key("store.path", "must not be empty".into()));
         }
@@ -333,6 +347,9 @@ impl Settings {
                     self.metrics.listen
                 ),
             ));
+        }
+        if let Err(e) = self.exports.validate() {
+            return Err(key("exports", e.to_string()));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(key(

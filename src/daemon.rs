@@ -13,7 +13,9 @@ use crate::bus::{self, BusError};
 use crate::config::{ConfigError, Settings};
 use crate::metrics;
 use crate::model::DeliveryMeta;
-use crate::pipeline::{self, AckHandle, BatchOptions, Incoming, Pipeline, PipelineError, Totals};
+use crate::pipeline::{
+    self, AckHandle, BatchOptions, Incoming, Pipeline, PipelineError, Totals, WriterControl,
+};
 use crate::shutdown::{self, Request, Shutdown};
 use crate::store::{StoreError, Writer, WriterOptions};
 use futures_lite::StreamExt;
@@ -21,6 +23,7 @@ use lapin::Connection;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions};
 use lapin::types::FieldTable;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -68,6 +71,29 @@ pub async fn run(
     r
 }
 
+/// What a SIGHUP can change in a running daemon.
+#[derive(Default)]
+struct Live {
+    control: Option<Arc<WriterControl>>,
+    exports: Option<ExportWorker>,
+}
+
+static LIVE: std::sync::Mutex<Option<Live>> = std::sync::Mutex::new(None);
+
+/// Apply new export settings: the writer uses them for the jobs of its next batch, and the
+/// export worker restarts with them (a job in progress finishes first).
+fn apply_export_settings(settings: &Settings) {
+    let Ok(mut g) = LIVE.lock() else { return };
+    let Some(live) = g.as_mut() else { return };
+    if let Some(c) = &live.control {
+        c.set_job_settings(settings.exports.clone());
+    }
+    if let Some(old) = live.exports.take() {
+        old.stop();
+        live.exports = Some(ExportWorker::start(settings));
+    }
+}
+
 /// Run until `stop` is raised: consume, store, acknowledge. Returns what was stored.
 pub async fn run_until(settings: Settings, stop: Shutdown) -> Result<Totals, DaemonError> {
     if !settings.metrics.listen.is_empty() {
@@ -85,6 +111,7 @@ pub async fn run_until(settings: Settings, stop: Shutdown) -> Result<Totals, Dae
         &settings.store.path,
         WriterOptions {
             synchronous: settings.store.synchronous,
+            jobs: settings.exports.clone(),
             ..WriterOptions::default()
         },
     )?;
@@ -95,6 +122,7 @@ pub async fn run_until(settings: Settings, stop: Shutdown) -> Result<Totals, Dae
     );
     let pipeline = Pipeline::start(writer, opts, settings.amqp.prefetch as usize);
     let liveness = pipeline.liveness.clone();
+    let control = pipeline.control.clone();
     let (input, mut committed, threads) = pipeline.into_parts();
     let db_path = settings.store.path.clone();
     let acker = tokio::spawn(async move {
@@ -115,6 +143,13 @@ pub async fn run_until(settings: Settings, stop: Shutdown) -> Result<Totals, Dae
         totals
     });
     let watchdog = shutdown::spawn_watchdog(liveness);
+    if let Ok(mut g) = LIVE.lock() {
+        *g = Some(Live {
+            control: Some(control),
+            exports: Some(ExportWorker::start(&settings)),
+        });
+    }
+    let retention = Retention::start(&settings);
 
     let conn = supervise(&settings, &input, stop).await;
     // Stop feeding the pipeline; it commits what it holds and hands back the last acks.
@@ -127,6 +162,15 @@ pub async fn run_until(settings: Settings, stop: Shutdown) -> Result<Totals, Dae
     if let Some(w) = watchdog {
         w.abort();
     }
+    tokio::task::spawn_blocking(move || {
+        let live = LIVE.lock().ok().and_then(|mut g| g.take());
+        if let Some(w) = live.and_then(|l| l.exports) {
+            w.stop();
+        }
+        retention.stop();
+    })
+    .await
+    .map_err(|_| PipelineError::Panicked("export worker"))?;
     let joined = tokio::task::spawn_blocking(move || threads.join())
         .await
         .map_err(|_| PipelineError::Panicked("pipeline"))?;
@@ -179,8 +223,9 @@ async fn session(
 ) -> Result<Option<Connection>, BusError> {
     let a = &settings.amqp;
     let target = a.display_target();
+    let handshakes = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let conn = tokio::select! {
-        c = bus::connect(a, &a.connection_name) => c?,
+        c = bus::connect(a, &a.connection_name, handshakes.clone()) => c?,
         _ = stop.requested() => return Ok(None),
     };
     let channel = conn
@@ -208,9 +253,9 @@ async fn session(
         shutdown::notify_ready(&status);
         *ready_sent = true;
     }
-    // lapin's recovery is invisible to the consumer stream; what shows it is that the previous
-    // delivery's acker got poisoned (its channel closed) by the time the next delivery arrives.
-    let mut last_acker: Option<lapin::Acker> = None;
+    // lapin's recovery is invisible to the consumer stream; every recovery is a new handshake.
+    let mut seen_handshakes = handshakes.load(std::sync::atomic::Ordering::SeqCst);
+    let mut recovery_check = tokio::time::interval(Duration::from_secs(1));
     loop {
         let next = tokio::select! {
             biased;
@@ -219,6 +264,10 @@ async fn session(
                     .basic_cancel(consumer_tag.as_str().into(), BasicCancelOptions::default())
                     .await;
                 return Ok(Some(conn));
+            }
+            _ = recovery_check.tick() => {
+                note_recoveries(&handshakes, &mut seen_handshakes);
+                continue;
             }
             d = consumer.next() => d,
         };
@@ -243,14 +292,7 @@ async fn session(
                 });
             }
         };
-        if last_acker.as_ref().is_some_and(|a| a.poisoned()) {
-            tracing::warn!(
-                "connection recovered; unacknowledged deliveries come again and are stored once"
-            );
-            metrics::reconnect();
-            metrics::connection_up(true);
-        }
-        last_acker = Some(delivery.acker.clone());
+        note_recoveries(&handshakes, &mut seen_handshakes);
         let meta = DeliveryMeta {
             exchange: delivery.exchange.as_str().to_string(),
             routing_key: delivery.routing_key.as_str().to_string(),
@@ -274,6 +316,22 @@ async fn session(
             // The pipeline stopped (its writer failed for good): end the session; run() reports it.
             return Ok(Some(conn));
         }
+    }
+}
+
+/// Log and count the recoveries since the last look.
+fn note_recoveries(handshakes: &std::sync::atomic::AtomicU64, seen: &mut u64) {
+    let now = handshakes.load(std::sync::atomic::Ordering::SeqCst);
+    if now > *seen {
+        for _ in *seen..now {
+            metrics::reconnect();
+        }
+        tracing::warn!(
+            recoveries = now - *seen,
+            "connection recovered; unacknowledged deliveries come again and are stored once"
+        );
+        metrics::connection_up(true);
+        *seen = now;
     }
 }
 
@@ -315,6 +373,11 @@ fn reload(
             Some(Err(e)) => tracing::error!(error = %e, "reload: log level not applied"),
         }
     }
+    if new.exports != current.exports {
+        apply_export_settings(&new);
+        tracing::info!("reload: export settings applied");
+        current.exports = new.exports.clone();
+    }
     let mut restart = Vec::new();
     let (old_v, new_v) = (
         serde_json::to_value(&*current).unwrap_or_default(),
@@ -338,4 +401,111 @@ fn reload(
     } else {
         tracing::warn!(keys = %restart.join(", "), "reload: these changes take effect after a restart");
     }
+}
+
+/// The export job worker thread (its own connection; never blocks ingest).
+struct ExportWorker {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl ExportWorker {
+    fn start(settings: &Settings) -> ExportWorker {
+        let (stop, rx) = std::sync::mpsc::channel();
+        let db = settings.store.path.clone();
+        let jobs = settings.exports.clone();
+        let thread = std::thread::Builder::new()
+            .name("cbtrail-exports".into())
+            .spawn(move || {
+                if let Err(e) = crate::jobs::run_worker(db, jobs, rx) {
+                    tracing::error!(error = %e, "export worker stopped");
+                }
+            })
+            .expect("spawning the export worker");
+        ExportWorker { stop, thread }
+    }
+
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
+}
+
+/// Periodic retention on its own thread and connection, in small transactions.
+struct Retention {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Retention {
+    fn start(settings: &Settings) -> Retention {
+        let (stop, rx) = std::sync::mpsc::channel::<()>();
+        let days = settings.store.retention_days;
+        if days == 0 {
+            return Retention { stop, thread: None };
+        }
+        let path = settings.store.path.clone();
+        let every = Duration::from_secs(u64::from(settings.store.retention_interval_hours) * 3600);
+        let thread = std::thread::Builder::new()
+            .name("cbtrail-retention".into())
+            .spawn(move || {
+                let stopped = std::cell::Cell::new(false);
+                loop {
+                    let opts = crate::store::retention::RetentionOptions {
+                        days,
+                        ..Default::default()
+                    };
+                    let should_stop = || {
+                        if !stopped.get()
+                            && !matches!(rx.try_recv(), Err(std::sync::mpsc::TryRecvError::Empty))
+                        {
+                            stopped.set(true);
+                        }
+                        stopped.get()
+                    };
+                    match crate::store::retention::run_once_with(
+                        &path,
+                        &opts,
+                        now_ms(),
+                        &should_stop,
+                    ) {
+                        Ok(r) => tracing::info!(
+                            events = r.events_deleted,
+                            notifications = r.notifications_deleted,
+                            quarantine = r.quarantine_deleted,
+                            processes = r.processes_deleted,
+                            pages_vacuumed = r.pages_vacuumed,
+                            "retention run done"
+                        ),
+                        Err(e) => tracing::error!(error = %e, "retention run failed"),
+                    }
+                    if stopped.get() {
+                        break;
+                    }
+                    match rx.recv_timeout(every) {
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                        _ => break,
+                    }
+                }
+            })
+            .expect("spawning the retention thread");
+        Retention {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(self) {
+        let _ = self.stop.send(());
+        if let Some(t) = self.thread {
+            let _ = t.join();
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

@@ -54,6 +54,13 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Row counts, time range and size per table of a database.
+    DbInfo {
+        #[arg(long)]
+        db: PathBuf,
+    },
+    #[command(flatten)]
+    Query(cbtrail::query::QueryCommand),
     /// Publish capture files as the CB server would (exchanges, routing keys, content types,
     /// headers), with publisher confirms.
     Publish {
@@ -75,8 +82,15 @@ enum Command {
         content_type: Option<String>,
         #[arg(long = "header", value_name = "K=V", value_parser = parse_kv)]
         headers: Vec<(String, String)>,
+        /// Publish generated CB traffic instead of files: `key=value,...` (hosts, processes,
+        /// events, mode=singles|bundles|mixed, hit_rate, seed, ...; see src/synth/config.rs).
+        #[arg(long, value_name = "SPEC", conflicts_with = "paths")]
+        synthetic: Option<String>,
+        /// Only declare the CB server's exchanges, publish nothing.
+        #[arg(long, conflicts_with_all = ["paths", "synthetic"])]
+        declare_only: bool,
         /// Files or directories.
-        #[arg(required = true)]
+        #[arg(required_unless_present_any = ["synthetic", "declare_only"])]
         paths: Vec<PathBuf>,
     },
 }
@@ -145,6 +159,16 @@ fn real_main(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::DbInfo { db } => {
+            let mut out = std::io::stdout().lock();
+            cbtrail::store::retention::db_info(&db, &mut out)?;
+            Ok(())
+        }
+        Command::Query(cmd) => {
+            let mut out = std::io::stdout().lock();
+            cbtrail::query::run(&cmd, &mut out)?;
+            Ok(())
+        }
         Command::Replay {
             db,
             routing_key,
@@ -177,30 +201,61 @@ fn real_main(cli: Cli) -> Result<()> {
             routing_key,
             content_type,
             headers,
+            synthetic,
+            declare_only,
             paths,
         } => {
             let _ = init_logging("warn");
-            let overrides = CaptureOverrides {
-                routing_key,
-                content_type,
-                headers,
+            let synth = match &synthetic {
+                Some(spec) => Some(
+                    cbtrail::synth::SynthConfig::parse(spec)
+                        .map_err(|e| anyhow::Error::new(UsageError).context(e.to_string()))?,
+                ),
+                None => None,
             };
-            let files = capture::walk(&paths, &overrides)?;
+            let files = if synth.is_none() && !declare_only {
+                let overrides = CaptureOverrides {
+                    routing_key,
+                    content_type,
+                    headers,
+                };
+                capture::walk(&paths, &overrides)?
+            } else {
+                Vec::new()
+            };
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            let report = rt.block_on(async {
+            let (report, summary) = rt.block_on(async {
                 let mut p =
                     cbtrail::bus::publish::Publisher::connect(&amqp, &connection_name, rate)
                         .await?;
+                let mut summary = None;
                 for _ in 0..repeat {
-                    for f in &files {
-                        p.publish(&f.meta, &f.body).await?;
+                    if declare_only {
+                        break;
+                    }
+                    match &synth {
+                        Some(cfg) => {
+                            let mut g = cbtrail::synth::Synth::new(cfg.clone());
+                            for m in g.by_ref() {
+                                p.publish(&m.meta, &m.body).await?;
+                            }
+                            summary = Some(g.summary());
+                        }
+                        None => {
+                            for f in &files {
+                                p.publish(&f.meta, &f.body).await?;
+                            }
+                        }
                     }
                 }
-                p.finish().await
+                Ok::<_, cbtrail::bus::BusError>((p.finish().await?, summary))
             })?;
+            if let Some(s) = summary {
+                println!("generated {s}");
+            }
             println!(
                 "published messages={} bytes={} unroutable={}",
                 report.messages, report.bytes, report.unroutable

@@ -111,6 +111,27 @@ impl Liveness {
     }
 }
 
+/// Settings handed to the writer thread while it runs (SIGHUP): taken before the next batch.
+#[derive(Debug, Default)]
+pub struct WriterControl {
+    jobs: std::sync::Mutex<Option<crate::jobs::JobSettings>>,
+}
+
+impl WriterControl {
+    /// New export job settings for the writer, applied before its next batch.
+    pub fn set_job_settings(&self, jobs: crate::jobs::JobSettings) {
+        if let Ok(mut g) = self.jobs.lock() {
+            *g = Some(jobs);
+        }
+    }
+
+    fn apply(&self, writer: &mut Writer) {
+        if let Some(jobs) = self.jobs.lock().ok().and_then(|mut g| g.take()) {
+            writer.set_job_settings(jobs);
+        }
+    }
+}
+
 /// Totals over the life of a pipeline.
 #[derive(Debug, Clone, Default)]
 pub struct Totals {
@@ -151,6 +172,7 @@ pub struct Pipeline {
     /// Committed batches come out here, in order.
     pub committed: mpsc::Receiver<Committed>,
     pub liveness: Arc<Liveness>,
+    pub control: Arc<WriterControl>,
     decode_thread: JoinHandle<()>,
     writer_thread: JoinHandle<Result<(), StoreError>>,
 }
@@ -194,14 +216,17 @@ impl Pipeline {
             })
             .expect("spawning the decode thread");
         let live = liveness.clone();
+        let control = Arc::new(WriterControl::default());
+        let ctl = control.clone();
         let writer_thread = std::thread::Builder::new()
             .name("cbtrail-writer".into())
-            .spawn(move || writer_loop(writer, opts, dec_rx, com_tx, live))
+            .spawn(move || writer_loop(writer, opts, dec_rx, com_tx, live, ctl))
             .expect("spawning the writer thread");
         Pipeline {
             input,
             committed,
             liveness,
+            control,
             decode_thread,
             writer_thread,
         }
@@ -277,6 +302,7 @@ fn writer_loop(
     rx: std_mpsc::Receiver<Decoded>,
     tx: mpsc::Sender<Committed>,
     live: Arc<Liveness>,
+    control: Arc<WriterControl>,
 ) -> Result<(), StoreError> {
     let idle_tick = opts.max_latency.max(Duration::from_millis(200));
     let mut closed = false;
@@ -319,6 +345,7 @@ fn writer_loop(
                 }
             }
         }
+        control.apply(&mut writer);
         let committed = commit_batch(&mut writer, batch, closed)?;
         live.beat();
         if tx.blocking_send(committed).is_err() {

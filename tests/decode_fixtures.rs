@@ -238,9 +238,11 @@ fn guids_match_the_formula_for_every_protobuf_fixture() {
         }
         assert_eq!(e.target_guid, target, "{}", d.file.path.display());
         if let Some(p) = &msg.process {
+            // pid -1 with create time 0 is the sensor saying it does not know the parent.
             let parent = p
                 .parent_pid
                 .zip(p.parent_create_time)
+                .filter(|(pid, ct)| *pid >= 0 && *ct > 0)
                 .map(|(pid, ct)| make_guid(sensor, pid, ct));
             assert_eq!(
                 e.details.get("parent_guid").and_then(|v| v.as_str()),

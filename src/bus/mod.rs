@@ -13,6 +13,8 @@ use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, Connection, ConnectionProperties};
 use serde_json::Value;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Errors talking to the broker.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +42,8 @@ pub enum BusError {
         #[source]
         source: lapin::Error,
     },
+    #[error("broker URL {target}: {message}")]
+    BadUrl { target: String, message: String },
     #[error("the broker refused a published message (nack)")]
     Nacked,
     #[error("reading TLS file {path}: {source}")]
@@ -57,13 +61,50 @@ impl BusError {
     }
 }
 
+/// Counts the AMQP handshakes of a connection. lapin's automatic recovery is invisible to the
+/// consumer; every recovery is a new handshake, and authentication is the one hook lapin calls on
+/// each, so this SASL PLAIN provider counts them (the first is the initial connect).
+#[derive(Clone)]
+struct CountingPlainAuth {
+    username: String,
+    password: crate::config::Secret,
+    handshakes: Arc<AtomicU64>,
+}
+
+impl lapin::auth::AuthProvider for CountingPlainAuth {
+    fn mechanism(&self) -> ShortString {
+        "PLAIN".into()
+    }
+
+    fn auth_starter(&self) -> Result<LongString, String> {
+        self.handshakes.fetch_add(1, Ordering::SeqCst);
+        Ok(format!("\0{}\0{}", self.username, self.password.expose()).into())
+    }
+}
+
 /// Open a connection with lapin's automatic recovery on, named so operators (and fault tests) can
-/// find it in `rabbitmqctl list_connections`.
-pub async fn connect(settings: &AmqpSettings, name: &str) -> Result<Connection, BusError> {
+/// find it in `rabbitmqctl list_connections`. `handshakes` counts the initial connect and every
+/// recovery.
+pub async fn connect(
+    settings: &AmqpSettings,
+    name: &str,
+    handshakes: Arc<AtomicU64>,
+) -> Result<Connection, BusError> {
     let uri = settings.uri()?;
     let target = settings.display_target();
+    let parsed: lapin::uri::AMQPUri = uri.parse().map_err(|message: String| BusError::BadUrl {
+        target: target.clone(),
+        // amq-protocol's message names the part that failed, never the credentials.
+        message,
+    })?;
+    let auth = CountingPlainAuth {
+        username: parsed.authority.userinfo.username.clone(),
+        password: crate::config::Secret::new(parsed.authority.userinfo.password.clone()),
+        handshakes,
+    };
     let props = ConnectionProperties::default()
         .enable_auto_recover()
+        .with_auth_provider(auth)
         .with_connection_name(name.into());
     let tls = tls_config(settings)?;
     let runtime = lapin::runtime::default_runtime().map_err(|source| BusError::Connect {

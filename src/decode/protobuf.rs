@@ -382,6 +382,16 @@ impl Ctx<'_> {
         guid_from_parts(self.sensor_id, pid, create_time)
     }
 
+    /// The parent's GUID, unless the sensor says it does not know the parent: it then sends pid -1
+    /// and create time 0, and a GUID built from those would make every orphan of the host a child
+    /// of one made-up process.
+    fn parent_guid(&self, pid: Option<i32>, create_time: Option<i64>) -> Option<String> {
+        match (pid, create_time) {
+            (Some(p), Some(t)) if p >= 0 && t > 0 => self.guid(pid, create_time),
+            _ => None,
+        }
+    }
+
     fn facts(&self, guid: String, rank: FactRank) -> ProcessFacts {
         ProcessFacts {
             guid,
@@ -670,7 +680,7 @@ fn process(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, m: &CbProcessMsg) {
     ev.sha256 = hash_hex(m.sha256hash.as_deref()).or_else(|| ev.process_sha256.clone());
     ev.command_line = text_opt(m.commandline.as_deref());
     ev.username = nonempty(m.username.as_deref()).map(str::to_owned);
-    let parent_guid = ctx.guid(m.parent_pid, m.parent_create_time);
+    let parent_guid = ctx.parent_guid(m.parent_pid, m.parent_create_time);
     let parent_md5 = hash_hex(m.parent_md5.as_deref());
     let parent_sha256 = hash_hex(m.parent_sha256.as_deref());
     let parent_path = nonempty(m.parent_path.as_deref()).map(str::to_owned);
@@ -1261,7 +1271,7 @@ fn blocked(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, m: &CbProcessBlockedM
 fn process_meta(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, m: &CbProcessMetadataMsg) {
     ev.event_type = Some(EventType::ProcessMeta);
     let guid = ctx.guid(m.process_pid, m.process_create_time);
-    let parent_guid = ctx.guid(m.parent_pid, m.parent_create_time);
+    let parent_guid = ctx.parent_guid(m.parent_pid, m.parent_create_time);
     let md5 = hash_hex(m.process_md5.as_deref());
     let sha256 = hash_hex(m.process_sha256.as_deref());
     let cmdline = text_opt(m.commandline.as_deref());
@@ -1832,6 +1842,26 @@ mod tests {
         assert_eq!(e.process_guid, None);
         assert!(e.processes.is_empty());
         assert_eq!(e.timestamp_ms, 0);
+    }
+
+    /// Regression: a sensor that does not know the parent sends pid -1 and create time 0; the GUID
+    /// built from those (`…-ffff-ffff-0000-000000000000`) made every such process a child of one
+    /// made-up inferred root.
+    #[test]
+    fn unknown_parent_makes_no_parent_guid() {
+        let mut m = msg();
+        m.process = Some(CbProcessMsg {
+            created: Some(true),
+            parent_pid: Some(-1),
+            parent_create_time: Some(0),
+            ..CbProcessMsg::default()
+        });
+        let e = event(&m, &amqp(1));
+        assert_eq!(e.event_type, Some(EventType::Procstart));
+        assert!(e.details.get("parent_guid").is_none(), "{}", e.details);
+        assert_eq!(e.details["parent_pid"], -1);
+        assert_eq!(e.processes.len(), 1, "{:?}", e.processes);
+        assert_eq!(e.processes[0].parent_guid, None);
     }
 
     #[test]

@@ -194,6 +194,11 @@ impl Writer {
         Ok(stats)
     }
 
+    /// Settle and coalesce times for the export jobs of later batches (SIGHUP reload).
+    pub fn set_job_settings(&mut self, jobs: crate::jobs::JobSettings) {
+        self.jobs = jobs;
+    }
+
     /// Forget the cached merge state of stored processes. Call after deleting `processes` rows by
     /// other means than this writer (retention), so that a later fact re-creates them.
     pub fn forget_cached_processes(&mut self) {
