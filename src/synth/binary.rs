@@ -1,7 +1,7 @@
 //! Binaries as a host has them on disk: path, hashes, version resource and signature, for
 //! module info messages (`CbModuleInfoMsg`) and the server's binary notifications.
 
-use super::catalog::{DllId, IMAGES, Img, Os, Vendor};
+use super::catalog::{DLLS, DllId, IMAGES, Img, Os, Vendor};
 use super::clock::sign_time;
 use super::host::{Host, SensorGen};
 use super::process::{Bin, binary_hashes};
@@ -15,6 +15,8 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 pub(crate) enum BinRef {
     Image(Img),
     Dll(DllId),
+    /// The 32-bit copy of a system DLL (`syswow64`) a WOW64 process loads.
+    Wow64(DllId),
 }
 
 impl BinRef {
@@ -23,27 +25,30 @@ impl BinRef {
         match self {
             BinRef::Image(i) => i as usize,
             BinRef::Dll(d) => IMAGES.len() + d as usize,
+            BinRef::Wow64(d) => IMAGES.len() + DLLS.len() + d as usize,
         }
     }
 
-    fn template(self) -> &'static str {
+    /// Path template: `{u}` for the user's profile folder.
+    fn template(self) -> std::borrow::Cow<'static, str> {
         match self {
-            BinRef::Image(i) => i.get().path,
-            BinRef::Dll(d) => d.get().path,
+            BinRef::Image(i) => i.get().path.into(),
+            BinRef::Dll(d) => d.get().path.into(),
+            BinRef::Wow64(d) => wow64_path(d.get().path).into(),
         }
     }
 
     fn vendor(self) -> Vendor {
         match self {
             BinRef::Image(i) => i.get().vendor,
-            BinRef::Dll(d) => d.get().vendor,
+            BinRef::Dll(d) | BinRef::Wow64(d) => d.get().vendor,
         }
     }
 
     fn desc(self) -> &'static str {
         match self {
             BinRef::Image(i) => i.get().desc,
-            BinRef::Dll(d) => d.get().desc,
+            BinRef::Dll(d) | BinRef::Wow64(d) => d.get().desc,
         }
     }
 
@@ -82,11 +87,16 @@ fn scope(os: Os, vendor: Vendor) -> u64 {
     }
 }
 
+/// Where WOW64 redirects a 32-bit process's `system32` load.
+pub(crate) fn wow64_path(system32: &str) -> String {
+    system32.replacen(r"\system32\", r"\syswow64\", 1)
+}
+
 fn resolve(host: &Host, r: BinRef) -> Bin {
     let tpl = r.template();
     let path = tpl.replace("{u}", &host.user.folder);
     // Hash the template, not the filled path: every user's copy of an app is the same file.
-    let (md5, sha256) = binary_hashes(scope(host.os, r.vendor()), tpl);
+    let (md5, sha256) = binary_hashes(scope(host.os, r.vendor()), &tpl);
     Bin {
         path: Arc::from(path),
         md5,
@@ -101,7 +111,7 @@ fn h(bin: &Bin, salt: u64) -> u64 {
 /// File size of a binary, stable for its hash.
 pub(crate) fn file_size(r: BinRef, bin: &Bin) -> u64 {
     match r {
-        BinRef::Dll(d) => u64::from(d.get().pages) * 4096 - h(bin, 1) % 3000,
+        BinRef::Dll(d) | BinRef::Wow64(d) => u64::from(d.get().pages) * 4096 - h(bin, 1) % 3000,
         BinRef::Image(_) => 40_960 + h(bin, 1) % 4_000_000,
     }
 }
@@ -113,7 +123,7 @@ fn file_name(path: &str) -> &str {
 fn x64(r: BinRef, path: &str) -> bool {
     match r {
         BinRef::Image(i) => i.get().x64,
-        BinRef::Dll(_) => !(path.contains("(x86)") || path.contains("syswow64")),
+        BinRef::Dll(_) | BinRef::Wow64(_) => !(path.contains("(x86)") || path.contains("syswow64")),
     }
 }
 
@@ -127,8 +137,9 @@ pub(crate) struct Meta {
     pub copyright: &'static str,
     pub original_name: String,
     pub publisher: Option<&'static str>,
-    /// Embedded Authenticode signature (program, issuer, subject present), else catalog-signed.
-    pub embedded_sig: Option<&'static str>,
+    /// Embedded Authenticode signature as (program, issuer, subject); `None` when
+    /// catalog-signed or unsigned.
+    pub embedded_sig: Option<(&'static str, &'static str, &'static str)>,
     pub sign_ms: i64,
     pub size: u64,
     pub x64: bool,
@@ -157,7 +168,7 @@ pub(crate) fn meta(host: &Host, r: BinRef, bin: &Bin, now_ms: i64) -> Meta {
     };
     let embedded = v
         .publisher
-        .filter(|_| r.vendor() != Vendor::Windows || r.is_exe() || h(bin, 3) % 3 == 0);
+        .filter(|_| r.vendor() != Vendor::Windows || r.is_exe() || h(bin, 3).is_multiple_of(3));
     let name = file_name(&bin.path).to_string();
     Meta {
         desc: r.desc(),
@@ -168,7 +179,13 @@ pub(crate) fn meta(host: &Host, r: BinRef, bin: &Bin, now_ms: i64) -> Meta {
         copyright,
         original_name: name,
         publisher: v.publisher,
-        embedded_sig: embedded.map(|_| v.issuer),
+        embedded_sig: embedded.map(|publisher| {
+            if r.vendor() == Vendor::Windows {
+                ("Microsoft Windows", v.issuer, "Microsoft Windows")
+            } else {
+                (product, v.issuer, publisher)
+            }
+        }),
         // Signed some weeks to a few years before it turns up.
         sign_ms: now_ms
             - (30 + (h(bin, 4) % 900) as i64) * 86_400_000
@@ -281,29 +298,15 @@ pub(crate) fn module_info(host: &Host, r: BinRef, bin: &Bin, now_ms: i64) -> CbM
         info.utf8_dig_sig_publisher = Some(publisher.to_string());
         info.utf8_dig_sig_sign_time = Some(sign_time(m.sign_ms));
     }
-    if let Some(issuer) = m.embedded_sig {
-        info.utf8_dig_sig_program_name = Some(
-            if r.vendor() == Vendor::Windows {
-                "Microsoft Windows"
-            } else {
-                m.product
-            }
-            .to_string(),
-        );
+    if let Some((program, issuer, subject)) = m.embedded_sig {
+        info.utf8_dig_sig_program_name = Some(program.to_string());
         info.utf8_dig_sig_issuer_name = Some(issuer.to_string());
-        info.utf8_dig_sig_subject_name = Some(
-            if r.vendor() == Vendor::Windows {
-                "Microsoft Windows"
-            } else {
-                m.publisher.unwrap_or("")
-            }
-            .to_string(),
-        );
+        info.utf8_dig_sig_subject_name = Some(subject.to_string());
     }
-    if h(bin, 8) % 8 == 0 {
+    if h(bin, 8).is_multiple_of(8) {
         info.utf8_comments = Some(if m.exe { "Flavor=Retail" } else { m.desc }.to_string());
     }
-    if h(bin, 9) % 12 == 0 {
+    if h(bin, 9).is_multiple_of(12) {
         info.utf8_private_build = Some(format!("DDBLD{}", 100 + h(bin, 10) % 300));
     }
     if m.exe && matches!(r, BinRef::Image(i) if i.get().account == super::catalog::Account::User) {

@@ -317,6 +317,8 @@ impl Encoder<'_> {
 
     /// A module load. `mapped` carries (scan id, image base, image size) for loads the sensor
     /// watched happen; modules it found already loaded at start-up come without them.
+    /// `asked_path_guid` is the string id of the path the program asked for when WOW64 loaded
+    /// another file (the header names the file loaded).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn modload(
         &self,
@@ -326,11 +328,17 @@ impl Encoder<'_> {
         guid: i64,
         mapped: Option<(i32, i64, u32)>,
         is_base: Option<bool>,
+        asked_path_guid: Option<i64>,
     ) -> CbEventMsg {
-        let (h, strings) = self.header_with_file(p, ts, &dll.path);
+        let (h, mut strings) = self.header_with_file(p, ts, &dll.path);
+        if is_base.is_none() {
+            // Loads reported without the base-module flag (start-up enumeration, and some 5.2
+            // loads) name their file twice in the captures: the same entry, repeated.
+            strings.push(strings[0].clone());
+        }
         let mut m = CbModuleLoadMsg {
             guid: Some(guid),
-            handlepath_string_guid: h.filepath_string_guid,
+            handlepath_string_guid: asked_path_guid.or(h.filepath_string_guid),
             md5hash: Some(dll.md5.to_vec()),
             is_process_base_module: is_base,
             sha256hash: self.modern().then(|| dll.sha256.to_vec()),

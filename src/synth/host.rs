@@ -31,7 +31,6 @@ pub(crate) struct User {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Host {
-    pub index: u32,
     pub sensor_id: i32,
     pub name: String,
     pub os: Os,
@@ -237,7 +236,6 @@ impl Host {
         // Windows clocks tick in 15.6 ms steps on older releases; keep sub-ms noise anyway.
         let boot_ft = boot_ft + r.below(10_000) as i64;
         Host {
-            index,
             sensor_id: (index as i32).wrapping_add(1),
             name,
             os,

@@ -45,6 +45,8 @@ pub(crate) struct ProcDoc<'a> {
     pub parent_name: String,
     pub parent_md5: Option<[u8; 16]>,
     pub parent_legacy: i64,
+    /// Parent's start, UTC ms (its segment id on EDR 6+).
+    pub parent_start_ms: i64,
     pub counts: Counts,
     pub start_ms: i64,
     pub last_ms: i64,
@@ -95,7 +97,11 @@ impl ProcDoc<'_> {
     }
 
     fn parent_unique_id(&self, server: &Server) -> String {
-        format!("{}-{}", self.parent_guid, server.segment(self.start_ms).1)
+        format!(
+            "{}-{}",
+            self.parent_guid,
+            server.segment(self.parent_start_ms).1
+        )
     }
 
     fn parent_md5_text(&self) -> String {
@@ -422,10 +428,10 @@ pub(crate) fn watchlist_storage_hit_binary(
         doc["digsig_publisher"] = json!(publisher);
         doc["digsig_sign_time"] = json!(iso_ms(m.sign_ms - m.sign_ms % 60_000));
     }
-    if let Some(issuer) = m.embedded_sig {
+    if let Some((program, issuer, subject)) = m.embedded_sig {
         doc["digsig_issuer"] = json!(issuer);
-        doc["digsig_subject"] = json!(m.publisher.unwrap_or(""));
-        doc["digsig_prog_name"] = json!(m.product);
+        doc["digsig_subject"] = json!(subject);
+        doc["digsig_prog_name"] = json!(program);
     }
     let body = json!({
         "md5": md5,

@@ -38,9 +38,18 @@ pub(crate) fn string_guid(path: &str) -> i64 {
 /// MD5 and SHA-256 of a binary. `scope` separates builds (the same Windows path is a different
 /// file on each release); third-party binaries use scope 0 and hash the same everywhere.
 pub(crate) fn binary_hashes(scope: u64, path: &str) -> ([u8; 16], [u8; 32]) {
-    let md5 = xxh3_128_with_seed(path.as_bytes(), scope.wrapping_mul(0x9E37_79B9) ^ 0x4D44_35);
-    let s1 = xxh3_128_with_seed(path.as_bytes(), scope.wrapping_mul(0x85EB_CA6B) ^ 0x5348_41);
-    let s2 = xxh3_128_with_seed(path.as_bytes(), scope.wrapping_mul(0xC2B2_AE35) ^ 0x3235_36);
+    let md5 = xxh3_128_with_seed(
+        path.as_bytes(),
+        scope.wrapping_mul(0x9E37_79B9) ^ 0x004D_4435,
+    );
+    let s1 = xxh3_128_with_seed(
+        path.as_bytes(),
+        scope.wrapping_mul(0x85EB_CA6B) ^ 0x0053_4841,
+    );
+    let s2 = xxh3_128_with_seed(
+        path.as_bytes(),
+        scope.wrapping_mul(0xC2B2_AE35) ^ 0x0032_3536,
+    );
     let mut sha = [0u8; 32];
     sha[..16].copy_from_slice(&s1.to_le_bytes());
     sha[16..].copy_from_slice(&s2.to_le_bytes());

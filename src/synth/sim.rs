@@ -26,7 +26,6 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub(crate) struct Params {
     pub seed: u64,
-    pub start_ft: i64,
     pub end_ft: i64,
     pub window_secs: u64,
     pub start_ms: i64,
@@ -47,6 +46,9 @@ pub(crate) struct Global {
     pub group_bins: HashSet<(&'static str, [u8; 16])>,
     pub alerts: u64,
     pub reports: u64,
+    /// Processes the server learnt of: announced by a procstart or (eventless ones) by their
+    /// parent's childproc.
+    pub processes: u64,
 }
 
 /// One delivery of a host, with what it carries.
@@ -282,6 +284,7 @@ impl HostSim {
         let bit = os_bit(self.host.os);
         let logon = !self.host.os.is_server() || self.rng.chance(0.3);
         let mut budget = self.p.processes;
+        let mut times = vec![self.host.boot_ft; BOOT.len()];
         for (i, row) in BOOT.iter().enumerate() {
             if row.os & bit == 0 || (row.logon && !logon) {
                 continue;
@@ -290,14 +293,24 @@ impl HostSim {
                 break;
             }
             budget -= 1;
-            let jitter = self.rng.below(300) as i64 * TICKS_PER_MS;
-            let ft = self.host.boot_ft + i64::from(row.at_ms) * TICKS_PER_MS + jitter;
+            let jitter = if i == 0 {
+                0
+            } else {
+                self.rng.below(300) as i64 * TICKS_PER_MS
+            };
+            let mut ft = self.host.boot_ft + i64::from(row.at_ms) * TICKS_PER_MS + jitter;
+            // A child never starts before its parent, whatever the jitter.
+            if let Some(p) = row.parent {
+                let after = self.rng.below(TICKS_PER_MS as u64) as i64;
+                ft = ft.max(times[p as usize] + TICKS_PER_MS + after);
+            }
+            times[i] = ft;
             self.at(ft, Act::Boot(i as u8));
         }
         self.spawn_left = budget;
         self.at(self.host.sensor_start_ft, Act::SensorStart);
-        // Tamper alerts are rare: about one host in a hundred per day of window.
-        let p_tamper = (self.p.window_secs as f64 / 86_400.0 * 0.01).min(0.5);
+        // Tamper alerts are rare: about one host in fifty per day of window.
+        let p_tamper = (self.p.window_secs as f64 / 86_400.0 * 0.02).min(0.5);
         if self.rng.chance(p_tamper) {
             let t = self.host.sensor_start_ft
                 + self
@@ -509,17 +522,20 @@ impl HostSim {
             .map(|(s, _)| s);
         let parent_account = parent_slot.map(|s| self.procs[s as usize].account);
         let mut account = row.and_then(|r| r.account).unwrap_or(image.account);
-        if account == Account::User
-            && matches!(
-                image.profile,
-                Profile::Console | Profile::Script | Profile::Tool
-            )
-            && matches!(
-                parent_account,
-                Some(Account::System | Account::LocalService | Account::NetworkService)
-            )
+        let service_parent = matches!(
+            parent_account,
+            Some(Account::System | Account::LocalService | Account::NetworkService)
+        );
+        // Console programs a service starts run as the service's account; a console host
+        // always runs as its console program.
+        let console = matches!(
+            image.profile,
+            Profile::Console | Profile::Script | Profile::Tool
+        );
+        if (img == Img::Conhost || (account == Account::User && console && service_parent))
+            && let Some(a) = parent_account
         {
-            account = parent_account.unwrap_or(account);
+            account = a;
         }
         let session = match account {
             Account::System | Account::LocalService | Account::NetworkService => 0,
@@ -631,6 +647,9 @@ impl HostSim {
         }
         if end_ft < i64::MAX {
             self.at(end_ft, Act::End(slot, epoch));
+        }
+        if after_sensor {
+            g.processes += 1;
         }
         if after_sensor && !suppressed {
             self.report_start(t, slot, parent_slot, g);
@@ -772,6 +791,7 @@ impl HostSim {
                 &uid,
             );
             self.event(EvKind::Procstart, ts, m);
+            g.processes += 1;
             self.after_report(ts, s, g);
         }
         if self.spawn_left > 0 {
@@ -1041,11 +1061,22 @@ impl HostSim {
             parent_name,
             parent_md5: p.parent.info.as_ref().map(|b| b.md5),
             parent_legacy: p.parent.legacy,
+            parent_start_ms: unix_ms_from_filetime(p.parent.create_ft),
             counts: p.counts,
             start_ms: unix_ms_from_filetime(p.create_ft),
             last_ms: unix_ms_from_filetime(p.last_ft),
         };
         let server = &self.p.server;
+        // A feed matches an indicator the process actually has: a peer it talked to, or a
+        // hash no Windows file has; otherwise the hit comes from a watchlist search.
+        let kind = match kind {
+            HitKind::FeedIngress
+                if p.peer.is_none() && p.img.get().vendor == super::catalog::Vendor::Windows =>
+            {
+                HitKind::Watchlist
+            }
+            k => k,
+        };
         let mut notes = Vec::with_capacity(2);
         match kind {
             HitKind::Watchlist => notes.push(notify::watchlist_hit(&doc, server, ms)),

@@ -137,6 +137,7 @@ pub(crate) enum DllSet {
     Dotnet,
     Browser,
     Office,
+    VmTools,
 }
 
 use DllId as D;
@@ -247,6 +248,8 @@ const OFFICE: &[DllId] = &[
     D::mpoav,
 ];
 
+const VMTOOLS: &[DllId] = &[D::vmtools_dll];
+
 /// The DLLs of `set`, in load order, as layers (base first). A process loads a prefix of the
 /// concatenation.
 pub(crate) fn dll_set(set: DllSet) -> &'static [&'static [DllId]] {
@@ -261,5 +264,6 @@ pub(crate) fn dll_set(set: DllSet) -> &'static [&'static [DllId]] {
         DllSet::Dotnet => &[BASE, COM, DOTNET, NET, GUI, SHELL],
         DllSet::Browser => &[BASE, BROWSER, GUI, NET, COM, SHELL],
         DllSet::Office => &[BASE, GUI, COM, SHELL, OFFICE, NET],
+        DllSet::VmTools => &[BASE, VMTOOLS, NET, COM, GUI],
     }
 }

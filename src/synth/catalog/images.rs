@@ -71,14 +71,14 @@ images! {
     Services: "services.exe", r"c:\windows\system32\services.exe", "Services and Controller app", Windows, System, Service, Base, None, true, [r"C:\Windows\system32\services.exe"];
     Lsass: "lsass.exe", r"c:\windows\system32\lsass.exe", "Local Security Authority Process", Windows, System, Service, Net, None, true, [r"C:\Windows\system32\lsass.exe"];
     Fontdrvhost: "fontdrvhost.exe", r"c:\windows\system32\fontdrvhost.exe", "Usermode Font Driver Host", Windows, Umfd, Quiet, Base, None, true, [r#""fontdrvhost.exe""#];
-    Svchost: "svchost.exe", r"c:\windows\system32\svchost.exe", "Host Process for Windows Services", Windows, System, Service, Com, None, true, [r"C:\Windows\system32\svchost.exe -k netsvcs -p -s Schedule"];
+    Svchost: "svchost.exe", r"c:\windows\system32\svchost.exe", "Host Process for Windows Services", Windows, System, Service, Com, None, true, [r"C:\Windows\system32\svchost.exe -k netsvcs -p -s BITS", r"C:\Windows\system32\svchost.exe -k netsvcs -p -s wuauserv", r"C:\Windows\System32\svchost.exe -k LocalSystemNetworkRestricted -p -s DeviceAssociationService", r"C:\Windows\system32\svchost.exe -k LocalService -p -s DPS", r"C:\Windows\system32\svchost.exe -k netsvcs -p -s Appinfo", r"C:\Windows\System32\svchost.exe -k wsappx -p -s ClipSVC"];
     Dwm: "dwm.exe", r"c:\windows\system32\dwm.exe", "Desktop Window Manager", Windows, Dwm, Quiet, Gui, None, true, [r#""dwm.exe""#];
     Spoolsv: "spoolsv.exe", r"c:\windows\system32\spoolsv.exe", "Spooler SubSystem App", Windows, System, Service, Net, None, true, [r"C:\Windows\System32\spoolsv.exe"];
     MsMpEng: "msmpeng.exe", r"c:\programdata\microsoft\windows defender\platform\4.18.23110.3-0\msmpeng.exe", "Antimalware Service Executable", Windows, System, Security, Net, None, true, [r#""C:\ProgramData\Microsoft\Windows Defender\platform\4.18.23110.3-0\MsMpEng.exe""#];
     NisSrv: "nissrv.exe", r"c:\programdata\microsoft\windows defender\platform\4.18.23110.3-0\nissrv.exe", "Microsoft Network Realtime Inspection Service", Windows, LocalService, Service, Net, None, true, [r#""C:\ProgramData\Microsoft\Windows Defender\platform\4.18.23110.3-0\NisSrv.exe""#];
     CbSensor: "cb.exe", r"c:\windows\carbonblack\cb.exe", "Carbon Black Sensor Service", CarbonBlack, System, Service, Net, None, true, [r"C:\Windows\CarbonBlack\cb.exe"];
-    VmTools: "vmtoolsd.exe", r"c:\program files\vmware\vmware tools\vmtoolsd.exe", "VMware Tools Core Service", Vmware, System, Service, Net, None, true, [r#""C:\Program Files\VMware\VMware Tools\vmtoolsd.exe""#];
-    VmToolsUser: "vmtoolsd.exe", r"c:\program files\vmware\vmware tools\vmtoolsd.exe", "VMware Tools Core Service", Vmware, User, Quiet, Gui, None, true, [r#""C:\Program Files\VMware\VMware Tools\vmtoolsd.exe" -n vmusr"#];
+    VmTools: "vmtoolsd.exe", r"c:\program files\vmware\vmware tools\vmtoolsd.exe", "VMware Tools Core Service", Vmware, System, Service, VmTools, None, true, [r#""C:\Program Files\VMware\VMware Tools\vmtoolsd.exe""#];
+    VmToolsUser: "vmtoolsd.exe", r"c:\program files\vmware\vmware tools\vmtoolsd.exe", "VMware Tools Core Service", Vmware, User, Quiet, VmTools, None, true, [r#""C:\Program Files\VMware\VMware Tools\vmtoolsd.exe" -n vmusr"#];
     SearchIndexer: "searchindexer.exe", r"c:\windows\system32\searchindexer.exe", "Microsoft Windows Search Indexer", Windows, System, Search, Com, None, true, [r"C:\Windows\system32\SearchIndexer.exe /Embedding"];
     SearchProtocolHost: "searchprotocolhost.exe", r"c:\windows\system32\searchprotocolhost.exe", "Microsoft Windows Search Protocol Host", Windows, System, Search, Com, Some(90), true, [r#""C:\Windows\system32\SearchProtocolHost.exe" Global\UsGthrFltPipeMssGthrPipe{num} Global\UsGthrCtrlFltPipeMssGthrPipe{num} 1 -2147483646 "Software\Microsoft\Windows Search" "Mozilla/4.0 (compatible; MSIE 6.0; Windows NT; MS Search 4.0 Robot)" "C:\ProgramData\Microsoft\Search\Data\Temp\usgthrsvc" "DownLevelDaemon" "#];
     SearchFilterHost: "searchfilterhost.exe", r"c:\windows\system32\searchfilterhost.exe", "Microsoft Windows Search Filter Host", Windows, System, Search, Com, Some(60), true, [r#""C:\Windows\system32\SearchFilterHost.exe" 0 {num} {num} {num} 65536 {num} "#];
@@ -190,7 +190,7 @@ const fn logon(img: Img, parent: u8, at_ms: u32, os: u8) -> Boot {
 
 const NONE: u8 = 255;
 
-use super::Account::{LocalService as LS, NetworkService as NS, System as SY, User as US};
+use super::Account::{LocalService as LS, NetworkService as NS, System as SY};
 
 /// Boot order of the three releases. Rows 4 and 7 are the per-session smss instances that exit
 /// once their session is up, and row 31 is userinit: their children outlive them, which is why
@@ -383,8 +383,8 @@ pub(crate) static SPAWNS: &[Spawn] = &[
     s(Img::Winlogon, Img::LogonUI, 3, ALL),
     s(Img::W3wp, Img::Cmd, 1, SRV),
     s(Img::Sqlservr, Img::Cmd, 1, SRV),
-    s(Img::Svchost, Img::Cmd, 6, SRV),
-    s(Img::Svchost, Img::PowerShell, 6, SRV),
+    s(Img::Svchost, Img::Cmd, 3, SRV),
+    s(Img::Svchost, Img::PowerShell, 3, SRV),
     s(Img::Winword, Img::PowerShell, 1, WS),
     s(Img::Excel, Img::Cmd, 1, WS),
     s(Img::Outlook, Img::Dropper, 1, WS),

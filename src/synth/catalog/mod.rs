@@ -10,9 +10,9 @@ mod activity;
 mod dlls;
 mod images;
 
-pub(crate) use activity::{DOMAINS, Domain, FILES, FileTpl, FileUse, REGS, RegTpl};
-pub(crate) use dlls::{DLLS, Dll, DllId, DllSet, dll_set};
-pub(crate) use images::{BOOT, Boot, IMAGES, Image, Img, SPAWNS, Spawn, auto_children, os_bit};
+pub(crate) use activity::{DOMAINS, FILES, FileUse, REGS};
+pub(crate) use dlls::{DLLS, DllId, DllSet, dll_set};
+pub(crate) use images::{BOOT, Boot, IMAGES, Img, SPAWNS, auto_children, os_bit};
 
 /// Windows release of a host; decides file versions, hashes and a few process names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
