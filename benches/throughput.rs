@@ -61,7 +61,7 @@ struct Measured {
 }
 
 fn main() {
-    let mut singles: u64 = 60_000;
+    let mut singles: u64 = 200_000;
     let mut bundle_events: u64 = 1_000_000;
     for a in std::env::args().skip(1) {
         if let Some(v) = a.strip_prefix("singles=") {

@@ -417,6 +417,9 @@ pub fn batch_committed(stats: &BatchStats, deliveries: u64, latency: Duration) {
     for (reason, n) in &stats.quarantined_by_reason {
         counter!(QUARANTINED, "reason" => quarantine_label(reason)).increment(*n);
     }
+    for (kind, n) in &stats.notifications_by_kind {
+        notifications_stored(kind, *n);
+    }
     counter!(BINARIES_STORED).increment(stats.binaries);
     counter!(DUPLICATES).increment(stats.duplicates);
     let records =

@@ -154,6 +154,8 @@ impl Totals {
 pub fn merge_stats(a: &mut BatchStats, b: &BatchStats) {
     a.events += b.events;
     a.binaries += b.binaries;
+    a.binaries_updated += b.binaries_updated;
+    a.processes += b.processes;
     a.notifications += b.notifications;
     a.quarantined += b.quarantined;
     a.duplicates += b.duplicates;
@@ -162,6 +164,9 @@ pub fn merge_stats(a: &mut BatchStats, b: &BatchStats) {
     }
     for (k, v) in &b.quarantined_by_reason {
         *a.quarantined_by_reason.entry(k).or_default() += v;
+    }
+    for (k, v) in &b.notifications_by_kind {
+        *a.notifications_by_kind.entry(k.clone()).or_default() += v;
     }
 }
 

@@ -119,6 +119,8 @@ pub struct BatchStats {
     pub duplicates: u64,
     pub events_by_type: BTreeMap<EventType, u64>,
     pub quarantined_by_reason: BTreeMap<&'static str, u64>,
+    /// New notifications by normalised type (`watchlist.hit.process`, …).
+    pub notifications_by_kind: BTreeMap<String, u64>,
 }
 
 /// How long a connection waits for a lock before giving up with `SQLITE_BUSY`.

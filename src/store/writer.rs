@@ -387,6 +387,10 @@ fn store_batch<'r>(
             Record::Notification(n) => {
                 if let Some(id) = store_notification(tx, n, now, path)? {
                     stats.notifications += 1;
+                    *stats
+                        .notifications_by_kind
+                        .entry(n.kind.clone())
+                        .or_default() += 1;
                     // A process hit gets its export job in this same transaction: a stored hit
                     // always has its job.
                     crate::jobs::enqueue(tx, id, n, now, jobs).map_err(&err)?;

@@ -1,6 +1,8 @@
 //! Filling catalog templates (`{u}`, `{hex8}`, `{doc}` …) and the small text encodings the wire
 //! formats need (hex, base64, ROT13).
 
+pub(crate) use crate::decode::guid::base64_into;
+
 use super::rng::Rng;
 
 /// Who a template is filled for.
@@ -184,30 +186,6 @@ fn rot13_into(s: &str, out: &mut String) {
         'n'..='z' | 'N'..='Z' => (c as u8 - 13) as char,
         _ => c,
     }));
-}
-
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-pub(crate) fn base64_into(data: &[u8], out: &mut String) {
-    for chunk in data.chunks(3) {
-        let n = match chunk.len() {
-            3 => u32::from(chunk[0]) << 16 | u32::from(chunk[1]) << 8 | u32::from(chunk[2]),
-            2 => u32::from(chunk[0]) << 16 | u32::from(chunk[1]) << 8,
-            _ => u32::from(chunk[0]) << 16,
-        };
-        out.push(B64[(n >> 18) as usize & 63] as char);
-        out.push(B64[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 {
-            B64[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        out.push(if chunk.len() > 2 {
-            B64[n as usize & 63] as char
-        } else {
-            '='
-        });
-    }
 }
 
 /// A sensor-side truncation of very long command lines, as the captures show.

@@ -177,14 +177,21 @@ impl Daemon {
         let queue = unique("cbtrail-q");
         let connection_name = unique("cbtrail-daemon");
         let config = dir.join(format!("{connection_name}.toml"));
+        // No metrics listener unless the test asks for one (tests run in parallel).
+        let metrics = if extra.contains("[metrics]") {
+            ""
+        } else {
+            "[metrics]\nlisten = \"\"\n"
+        };
         std::fs::write(
             &config,
             format!(
                 "[amqp]\nurl = \"{}\"\nqueue = \"{queue}\"\nconnection_name = \"{connection_name}\"\n\
                  reconnect_max_secs = 2\n\n[store]\npath = \"{}\"\nbatch_max_latency_ms = 20\n\n\
-                 [metrics]\nlisten = \"\"\n{extra}\n",
+                 {metrics}[exports]\noutput_dir = \"{}\"\n\n{extra}\n",
                 broker.url(),
-                db.display()
+                db.display(),
+                dir.join(format!("{connection_name}-exports")).display()
             ),
         )
         .unwrap();
