@@ -139,3 +139,85 @@ fn golden_file(path: &std::path::Path, name: &str) {
         &fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
     );
 }
+
+/// The same hit end to end: the captures published through the real broker to the daemon, whose
+/// export worker writes the job the hit queued. The files equal the golden ones made offline.
+#[test]
+fn hit_published_through_the_broker_is_exported_by_the_daemon() {
+    use common::{Broker, Daemon, wait_until};
+    use std::time::Duration;
+    let Some(captures) = common::forwarder_captures() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let broker = Broker::new("export");
+    let db = tmp.path().join("daemon.db");
+    let out_dir = tmp.path().join("hits");
+    let mut d = Daemon::start(
+        &broker,
+        tmp.path(),
+        &db,
+        // Settle briefly; the follow window re-exports once the rest of the events are in.
+        &format!(
+            "[exports]\noutput_dir = \"{}\"\nsettle = 1\npoll_interval = 0.2\nfollow_window = 120\n",
+            out_dir.display()
+        ),
+    );
+    d.wait_consuming();
+    common::cbtrail(&[
+        "publish",
+        "--amqp",
+        &broker.url(),
+        "--connection-name",
+        &common::unique("pub"),
+        captures.to_str().unwrap(),
+    ]);
+    wait_until(
+        "every delivery acknowledged",
+        Duration::from_secs(120),
+        || broker.queue_state(&d.queue) == Some((0, 0, 1)),
+    );
+    // Every job done, after the last events arrived (a re-export covers late events).
+    let stored_at = std::time::Instant::now();
+    let job = {
+        let mut found = None;
+        wait_until("the hit's export", Duration::from_secs(60), || {
+            let Ok(conn) = cbtrail::store::open_read_only(&db) else {
+                return false;
+            };
+            let all = jobs::list_jobs(&conn, None).unwrap_or_default();
+            let settled = stored_at.elapsed() > Duration::from_secs(3);
+            found = all.iter().find(|j| j.process_guid == HIT).cloned();
+            settled && !all.is_empty() && all.iter().all(|j| j.state == "done")
+        });
+        found.expect("a job for the hit process")
+    };
+    assert!(job.triggers >= 2, "{job:?}");
+    let out = std::path::PathBuf::from(job.output_path.clone().unwrap());
+    assert!(out.starts_with(&out_dir), "{}", out.display());
+    let tree: Value =
+        serde_json::from_str(&fs::read_to_string(out.join("tree.json")).unwrap()).unwrap();
+    let hit_node = find(&tree, HIT).expect("the hit is in the tree");
+    assert_eq!(hit_node["name"], "procexp64.exe");
+    assert_eq!(hit_node["hit"], true);
+    let trigger: Value =
+        serde_json::from_str(&fs::read_to_string(out.join("trigger.json")).unwrap()).unwrap();
+    assert!(trigger["docs"].is_array() || trigger["process_id"].is_string());
+    let files =
+        cbtrail::capture::walk(std::slice::from_ref(&captures), &Default::default()).unwrap();
+    let source =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/fixture/SOURCE");
+    if fs::read_to_string(&source).ok() != Some(capture_set(&files, &captures)) {
+        eprintln!("SKIPPED golden comparison: another capture set than the golden files'");
+        return;
+    }
+    let level = hit_node["level"].as_u64().unwrap();
+    golden_file(
+        &out.join(format!("{level}_{HIT}.csv")),
+        "fixture/procexp64.csv",
+    );
+    golden_file(&out.join("tree.json"), "fixture/tree.json");
+    golden_file(&out.join("tree.txt"), "fixture/tree.txt");
+    let st = d.terminate(Duration::from_secs(15));
+    assert!(st.success(), "{}", d.log_text());
+}

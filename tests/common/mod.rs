@@ -183,15 +183,23 @@ impl Daemon {
         } else {
             "[metrics]\nlisten = \"\"\n"
         };
+        // Exports stay in the test's directory unless the test places them itself.
+        let exports = if extra.contains("[exports]") {
+            String::new()
+        } else {
+            format!(
+                "[exports]\noutput_dir = \"{}\"\n",
+                dir.join(format!("{connection_name}-exports")).display()
+            )
+        };
         std::fs::write(
             &config,
             format!(
                 "[amqp]\nurl = \"{}\"\nqueue = \"{queue}\"\nconnection_name = \"{connection_name}\"\n\
                  reconnect_max_secs = 2\n\n[store]\npath = \"{}\"\nbatch_max_latency_ms = 20\n\n\
-                 {metrics}[exports]\noutput_dir = \"{}\"\n\n{extra}\n",
+                 {metrics}{exports}\n{extra}\n",
                 broker.url(),
                 db.display(),
-                dir.join(format!("{connection_name}-exports")).display()
             ),
         )
         .unwrap();
