@@ -70,24 +70,58 @@ fn daemon_stores_exactly_what_replay_stores() {
     assert_eq!(broker.queue_state(&d.queue), Some((0, 0, 0)));
 }
 
-#[test]
-fn forced_connection_close_mid_stream_loses_and_doubles_nothing() {
-    let Some(captures) = forwarder_captures() else {
-        return;
-    };
+/// A daemon consuming the captures while they are still being published (1,500 messages/s),
+/// stopped at the point where a fifth of the events are stored: the start of the fault tests.
+struct MidStream {
+    tmp: tempfile::TempDir,
+    want: Fingerprint,
+    total_events: u64,
+    broker: Broker,
+    db: std::path::PathBuf,
+    daemon: Daemon,
+    publisher: std::process::Child,
+}
+
+fn mid_stream(name: &str) -> Option<MidStream> {
+    let captures = forwarder_captures()?;
     let tmp = tempfile::tempdir().unwrap();
     let want = expected(tmp.path(), &captures);
     let total_events = want["events"].0;
-    let broker = Broker::new("close");
+    let broker = Broker::new(name);
     let db = tmp.path().join("daemon.db");
-    let mut d = Daemon::start(&broker, tmp.path(), &db, "");
-    d.wait_consuming();
+    let mut daemon = Daemon::start(&broker, tmp.path(), &db, "");
+    daemon.wait_consuming();
     let publisher = publish_in_background(&broker, &captures, Some(1500));
     wait_until(
         "a fifth of the events stored",
         Duration::from_secs(60),
         || count(&db, "events") >= total_events / 5,
     );
+    Some(MidStream {
+        tmp,
+        want,
+        total_events,
+        broker,
+        db,
+        daemon,
+        publisher,
+    })
+}
+
+#[test]
+fn forced_connection_close_mid_stream_loses_and_doubles_nothing() {
+    let Some(MidStream {
+        tmp: _tmp,
+        want,
+        broker,
+        db,
+        daemon: mut d,
+        publisher,
+        ..
+    }) = mid_stream("close")
+    else {
+        return;
+    };
     let closed = broker.close_connection(&d.connection_name);
     assert_eq!(
         closed, 1,
@@ -116,22 +150,18 @@ fn forced_connection_close_mid_stream_loses_and_doubles_nothing() {
 
 #[test]
 fn sigkill_and_restart_mid_stream_loses_and_doubles_nothing() {
-    let Some(captures) = forwarder_captures() else {
+    let Some(MidStream {
+        tmp,
+        want,
+        total_events,
+        broker,
+        db,
+        daemon: mut d,
+        publisher,
+    }) = mid_stream("kill")
+    else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let want = expected(tmp.path(), &captures);
-    let total_events = want["events"].0;
-    let broker = Broker::new("kill");
-    let db = tmp.path().join("daemon.db");
-    let mut d = Daemon::start(&broker, tmp.path(), &db, "");
-    d.wait_consuming();
-    let publisher = publish_in_background(&broker, &captures, Some(1500));
-    wait_until(
-        "a fifth of the events stored",
-        Duration::from_secs(60),
-        || count(&db, "events") >= total_events / 5,
-    );
     d.kill9();
     let stored_at_kill = count(&db, "events");
     assert!(
