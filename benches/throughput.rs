@@ -2,7 +2,7 @@
 //! run (timings on a shared machine are noisy; ratios are not).
 //!
 //! ```text
-//! bash scripts/bench.sh                      # or: cargo bench --bench throughput -- [singles=N] [events=N]
+//! bash scripts/bench.sh                      # or: cargo bench --bench throughput -- [singles=N] [events=N] [sync=normal]
 //! ```
 //!
 //! For each scenario the generator's traffic is published once into two queues bound alike:
@@ -63,7 +63,11 @@ struct Measured {
 fn main() {
     let mut singles: u64 = 200_000;
     let mut bundle_events: u64 = 1_000_000;
+    let mut synchronous = cbtrail::store::Synchronous::Full;
     for a in std::env::args().skip(1) {
+        if a == "sync=normal" {
+            synchronous = cbtrail::store::Synchronous::Normal;
+        }
         if let Some(v) = a.strip_prefix("singles=") {
             singles = v.parse().expect("singles=N");
         } else if let Some(v) = a.strip_prefix("events=") {
@@ -97,7 +101,7 @@ fn main() {
     let mut results = Vec::new();
     for sc in &scenarios {
         eprintln!("\n== {}: {}", sc.name, sc.spec);
-        let m = rt.block_on(run_scenario(sc));
+        let m = rt.block_on(run_scenario(sc, synchronous));
         results.push((sc.name, m));
     }
     println!(
@@ -140,7 +144,7 @@ fn main() {
     );
 }
 
-async fn run_scenario(sc: &Scenario) -> Measured {
+async fn run_scenario(sc: &Scenario, synchronous: cbtrail::store::Synchronous) -> Measured {
     let cfg = SynthConfig::parse(&sc.spec).expect("synth spec");
     let messages: Vec<(DeliveryMeta, Vec<u8>)> =
         Synth::new(cfg).map(|m| (m.meta, m.body)).collect();
@@ -175,7 +179,8 @@ async fn run_scenario(sc: &Scenario) -> Measured {
     let url = format!("amqp://guest:guest@127.0.0.1:5672/{vhost}");
 
     // Both queues bound like the daemon binds its own, then filled by one publishing run.
-    let settings = daemon_settings(&url, "bench-cbtrail", &tmp.path().join("cbtrail.db"));
+    let mut settings = daemon_settings(&url, "bench-cbtrail", &tmp.path().join("cbtrail.db"));
+    settings.store.synchronous = synchronous;
     let mut p = Publisher::connect(&url, "bench-publisher", None)
         .await
         .unwrap();
