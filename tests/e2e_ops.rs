@@ -138,3 +138,40 @@ fn sighup_applies_a_new_log_level_and_names_what_needs_a_restart() {
     let st = child.wait().unwrap();
     assert!(st.success(), "{}", read());
 }
+
+/// Regression: `cbtrail events … | head -1` made cbtrail exit 1 with "Broken pipe"; a reader that
+/// stops early is not a failure.
+#[test]
+fn a_reader_closing_the_pipe_early_is_not_an_error() {
+    use std::io::BufRead;
+    let Some(captures) = forwarder_captures() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("replayed.db");
+    cbtrail(&[
+        "replay",
+        "--db",
+        db.to_str().unwrap(),
+        captures.join("protobuf").to_str().unwrap(),
+    ]);
+    let mut child = std::process::Command::new(bin())
+        .args(["events", "--db", db.to_str().unwrap()])
+        .arg("00000007-0000-0fd4-01d1-209aa22a57ee")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert!(first.starts_with("event_timestamp"), "{first}");
+    drop(out);
+    let res = child.wait_with_output().unwrap();
+    assert!(
+        res.status.success(),
+        "{}: {}",
+        res.status,
+        String::from_utf8_lossy(&res.stderr)
+    );
+}

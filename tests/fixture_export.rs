@@ -2,6 +2,10 @@
 //! through decode and the store writer into a temporary database, then the watchlist hit on
 //! `procexp64.exe` (`json/watchlist.hit.process/0.json`) exported by the job the writer queued and
 //! the worker ran.
+//!
+//! Output made from the captures may not be committed, so the golden files of this test are kept
+//! as digests (`tests/golden/fixture/*.digest`): any change to the bytes fails it, and the actual
+//! output is left under `target/golden-actual/` to look at.
 
 mod common;
 mod treedb;
@@ -134,7 +138,7 @@ fn find<'a>(tree: &'a Value, guid: &str) -> Option<&'a Value> {
 }
 
 fn golden_file(path: &std::path::Path, name: &str) {
-    treedb::golden(
+    treedb::golden_digest(
         name,
         &fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
     );

@@ -37,7 +37,7 @@ fn tree_text_and_json() {
     let (_dir, db, case) = setup();
     let with_segment = format!("{}-00000001", case.ps.guid.to_uppercase());
     let text = run(&["tree", &with_segment, "--db", &db]).unwrap();
-    golden("query/tree.txt", text.as_bytes());
+    golden_digest("query/tree.txt", text.as_bytes());
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "------ Process Execution Tree ------");
     assert!(lines[1..].iter().all(|l| l.contains("  | ")));
@@ -68,7 +68,7 @@ fn tree_text_and_json() {
 fn ancestry_text_and_json() {
     let (_dir, db, case) = setup();
     let text = run(&["ancestry", &case.conhost.guid, "--db", &db]).unwrap();
-    golden("query/ancestry.txt", text.as_bytes());
+    golden_digest("query/ancestry.txt", text.as_bytes());
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 1 + 5);
     assert!(

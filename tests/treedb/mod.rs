@@ -421,6 +421,46 @@ pub fn build_case(conn: &Connection) -> Case {
 }
 
 /// Compare `actual` with the golden file `tests/golden/<name>`; `CBTRAIL_BLESS=1` rewrites it.
+/// Like [`golden`] for output derived from the real captures, which may not be committed: the
+/// repository keeps only the output's length and xxh3-128 digest (`NAME.digest`). On a mismatch the
+/// actual output is written under `target/golden-actual/` for inspection.
+pub fn golden_digest(name: &str, actual: &[u8]) {
+    let line = format!(
+        "{} {:032x}\n",
+        actual.len(),
+        xxhash_rust::xxh3::xxh3_128(actual)
+    );
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.digest"));
+    if std::env::var_os("CBTRAIL_BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &line).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run with CBTRAIL_BLESS=1 to create it)",
+            path.display()
+        )
+    });
+    if expected != line {
+        let keep = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/golden-actual")
+            .join(name);
+        std::fs::create_dir_all(keep.parent().unwrap()).unwrap();
+        std::fs::write(&keep, actual).unwrap();
+        panic!(
+            "{name} differs from its golden digest {} (expected {}, got {}); the output is in {} \
+             (CBTRAIL_BLESS=1 records the new digest)",
+            path.display(),
+            expected.trim(),
+            line.trim(),
+            keep.display()
+        );
+    }
+}
+
 pub fn golden(name: &str, actual: &[u8]) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
