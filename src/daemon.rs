@@ -54,6 +54,8 @@ pub async fn run(
     let (stop_tx, stop) = Shutdown::new();
     let mut signals = shutdown::listen().map_err(DaemonError::Signals)?;
     let mut current = settings.clone();
+    let live = Live::handle();
+    let reloadable = live.clone();
     let signal_task = tokio::spawn(async move {
         while let Some(r) = signals.recv().await {
             match r {
@@ -62,29 +64,39 @@ pub async fn run(
                     shutdown::notify_stopping();
                     let _ = stop_tx.send(true);
                 }
-                Request::Reload => reload(&mut current, config_path.as_deref(), &reload_log),
+                Request::Reload => reload(
+                    &mut current,
+                    config_path.as_deref(),
+                    &reload_log,
+                    &reloadable,
+                ),
             }
         }
     });
-    let r = run_until(settings, stop).await;
+    let r = run_with(settings, stop, live).await;
     signal_task.abort();
     r
 }
 
-/// What a SIGHUP can change in a running daemon.
+/// What a SIGHUP can change in a running daemon, shared between the daemon and its signal task.
 #[derive(Default)]
 struct Live {
     control: Option<Arc<WriterControl>>,
     exports: Option<ExportWorker>,
 }
 
-static LIVE: std::sync::Mutex<Option<Live>> = std::sync::Mutex::new(None);
+type LiveHandle = Arc<std::sync::Mutex<Live>>;
+
+impl Live {
+    fn handle() -> LiveHandle {
+        Arc::new(std::sync::Mutex::new(Live::default()))
+    }
+}
 
 /// Apply new export settings: the writer uses them for the jobs of its next batch, and the
 /// export worker restarts with them (a job in progress finishes first).
-fn apply_export_settings(settings: &Settings) {
-    let Ok(mut g) = LIVE.lock() else { return };
-    let Some(live) = g.as_mut() else { return };
+fn apply_export_settings(settings: &Settings, live: &LiveHandle) {
+    let Ok(mut live) = live.lock() else { return };
     if let Some(c) = &live.control {
         c.set_job_settings(settings.exports.clone());
     }
@@ -96,6 +108,14 @@ fn apply_export_settings(settings: &Settings) {
 
 /// Run until `stop` is raised: consume, store, acknowledge. Returns what was stored.
 pub async fn run_until(settings: Settings, stop: Shutdown) -> Result<Totals, DaemonError> {
+    run_with(settings, stop, Live::handle()).await
+}
+
+async fn run_with(
+    settings: Settings,
+    stop: Shutdown,
+    live: LiveHandle,
+) -> Result<Totals, DaemonError> {
     if !settings.metrics.listen.is_empty() {
         let addr = settings
             .metrics
@@ -143,11 +163,9 @@ pub async fn run_until(settings: Settings, stop: Shutdown) -> Result<Totals, Dae
         totals
     });
     let watchdog = shutdown::spawn_watchdog(liveness);
-    if let Ok(mut g) = LIVE.lock() {
-        *g = Some(Live {
-            control: Some(control),
-            exports: Some(ExportWorker::start(&settings)),
-        });
+    if let Ok(mut l) = live.lock() {
+        l.control = Some(control);
+        l.exports = Some(ExportWorker::start(&settings));
     }
     let retention = Retention::start(&settings);
 
@@ -163,8 +181,8 @@ pub async fn run_until(settings: Settings, stop: Shutdown) -> Result<Totals, Dae
         w.abort();
     }
     tokio::task::spawn_blocking(move || {
-        let live = LIVE.lock().ok().and_then(|mut g| g.take());
-        if let Some(w) = live.and_then(|l| l.exports) {
+        let exports = live.lock().ok().and_then(|mut l| l.exports.take());
+        if let Some(w) = exports {
             w.stop();
         }
         retention.stop();
@@ -356,6 +374,7 @@ fn reload(
     current: &mut Settings,
     path: Option<&std::path::Path>,
     reload_log: &Option<LogReloader>,
+    live: &LiveHandle,
 ) {
     let new = match Settings::load(path) {
         Ok(s) => s,
@@ -374,7 +393,7 @@ fn reload(
         }
     }
     if new.exports != current.exports {
-        apply_export_settings(&new);
+        apply_export_settings(&new, live);
         tracing::info!("reload: export settings applied");
         current.exports = new.exports.clone();
     }

@@ -237,26 +237,6 @@ impl Pipeline {
         }
     }
 
-    /// Wait for both threads after the input side was dropped and every committed batch was taken.
-    pub fn join(self) -> Result<(), PipelineError> {
-        let Pipeline {
-            input,
-            committed,
-            decode_thread,
-            writer_thread,
-            ..
-        } = self;
-        drop(input);
-        drop(committed);
-        decode_thread
-            .join()
-            .map_err(|_| PipelineError::Panicked("decode"))?;
-        writer_thread
-            .join()
-            .map_err(|_| PipelineError::Panicked("writer"))?
-            .map_err(PipelineError::Unflushed)
-    }
-
     /// Split into the parts the daemon drives separately.
     pub fn into_parts(
         self,
