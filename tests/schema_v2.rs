@@ -1,5 +1,5 @@
-//! Migration V2: export jobs and `netconn_view`, applied on top of a V1 database with data, and the
-//! query plans the tree and view queries rely on.
+//! Migrations V2 (export jobs, `netconn_view`) and V3 (its partial indexes rewritten), applied on top
+//! of a V1 database with data, and the query plans the tree and view queries rely on.
 
 mod treedb;
 
@@ -30,7 +30,7 @@ fn v2_applies_over_a_v1_database_with_data() {
     for m in &MIGRATIONS[1..] {
         conn.execute_batch(m).unwrap();
     }
-    assert_eq!(SCHEMA_VERSION, 2);
+    assert_eq!(SCHEMA_VERSION, 3);
     let n: i64 = conn
         .query_row(
             "SELECT COUNT(*) FROM netconn_view WHERE remote_ip = '10.1.2.3'",
@@ -107,6 +107,14 @@ fn queries_use_the_indexes_they_were_designed_for() {
         [0, 1],
     );
     assert!(p.contains("events_netconn_time"), "{p}");
+    // As docs/exports.md tells analysts querying `events` directly.
+    let p = plan(
+        &conn,
+        "SELECT * FROM events WHERE (event_type = 'netconn' OR event_type = 'netconnblocked' \
+         OR event_type = 'netconnblockedv2') AND remote_ip = ?1",
+        ["1.2.3.4"],
+    );
+    assert!(p.contains("events_netconn_remote"), "{p}");
     let p = plan(
         &conn,
         "SELECT guid FROM processes WHERE parent_guid IN (SELECT value FROM json_each(?1)) AND guid <> parent_guid",

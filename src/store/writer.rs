@@ -1021,6 +1021,44 @@ mod tests {
         }
     }
 
+    /// Regression: partial indexes written with `IN ('a', 'b', 'c')` made SQLite build and drop a
+    /// temporary B-tree for every event inserted. No per-row statement may need one.
+    #[test]
+    fn per_row_statements_build_no_temporary_btree() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = Writer::open(&dir.path().join("t.db")).unwrap();
+        for sql in [
+            INSERT_EVENT,
+            INSERT_BINARY,
+            FILL_BINARY,
+            INSERT_NOTIFICATION,
+            INSERT_TARGET,
+            INSERT_QUARANTINE,
+            UPSERT_SENSOR,
+            SELECT_PROCESS,
+            INSERT_PROCESS,
+            UPDATE_PROCESS,
+            TOUCH_PROCESS,
+        ] {
+            let mut st = w.connection().prepare(&format!("EXPLAIN {sql}")).unwrap();
+            let nulls = std::iter::repeat_n(rusqlite::types::Null, st.parameter_count());
+            let ops: Vec<String> = st
+                .query_map(rusqlite::params_from_iter(nulls), |r| r.get::<_, String>(1))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert!(
+                ops.iter().any(|o| o == "Halt"),
+                "not an opcode listing: {ops:?}"
+            );
+            assert!(
+                !ops.iter()
+                    .any(|o| o == "OpenEphemeral" || o == "OpenAutoindex"),
+                "{sql}\nbuilds a temporary B-tree per execution: {ops:?}"
+            );
+        }
+    }
+
     #[test]
     fn highest_rank_per_column_wins_in_any_order() {
         // The case a per-row rank gets wrong: a procstart without a path arrives between a
