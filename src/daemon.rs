@@ -20,6 +20,7 @@ use crate::shutdown::{self, Request, Shutdown};
 use crate::store::{StoreError, Writer, WriterOptions};
 use futures_lite::StreamExt;
 use lapin::Connection;
+use lapin::message::Delivery;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions};
 use lapin::types::FieldTable;
 use std::path::PathBuf;
@@ -206,7 +207,7 @@ async fn run_with(
 /// final acknowledgements can still go out on it.
 async fn supervise(
     settings: &Settings,
-    input: &mpsc::Sender<Incoming>,
+    input: &mpsc::Sender<Vec<Incoming>>,
     mut stop: Shutdown,
 ) -> Option<Connection> {
     let mut backoff = Duration::from_millis(500);
@@ -235,7 +236,7 @@ async fn supervise(
 /// One connection's life. Returns `Ok(Some(conn))` when a stop was requested.
 async fn session(
     settings: &Settings,
-    input: &mpsc::Sender<Incoming>,
+    input: &mpsc::Sender<Vec<Incoming>>,
     stop: &mut Shutdown,
     ready_sent: &mut bool,
 ) -> Result<Option<Connection>, BusError> {
@@ -274,20 +275,25 @@ async fn session(
     // lapin's recovery is invisible to the consumer stream; every recovery is a new handshake.
     let mut seen_handshakes = handshakes.load(std::sync::atomic::Ordering::SeqCst);
     let mut recovery_check = tokio::time::interval(Duration::from_secs(1));
+    // What the stream yielded after a burst was cut short by it: handled before waiting again.
+    let mut held: Option<Option<lapin::Result<Delivery>>> = None;
     loop {
-        let next = tokio::select! {
-            biased;
-            _ = stop.requested() => {
-                let _ = channel
-                    .basic_cancel(consumer_tag.as_str().into(), BasicCancelOptions::default())
-                    .await;
-                return Ok(Some(conn));
-            }
-            _ = recovery_check.tick() => {
-                note_recoveries(&handshakes, &mut seen_handshakes);
-                continue;
-            }
-            d = consumer.next() => d,
+        let next = match held.take() {
+            Some(n) => n,
+            None => tokio::select! {
+                biased;
+                _ = stop.requested() => {
+                    let _ = channel
+                        .basic_cancel(consumer_tag.as_str().into(), BasicCancelOptions::default())
+                        .await;
+                    return Ok(Some(conn));
+                }
+                _ = recovery_check.tick() => {
+                    note_recoveries(&handshakes, &mut seen_handshakes);
+                    continue;
+                }
+                d = consumer.next() => d,
+            },
         };
         let delivery = match next {
             Some(Ok(d)) => d,
@@ -311,29 +317,49 @@ async fn session(
             }
         };
         note_recoveries(&handshakes, &mut seen_handshakes);
-        let meta = DeliveryMeta {
-            exchange: delivery.exchange.as_str().to_string(),
-            routing_key: delivery.routing_key.as_str().to_string(),
-            content_type: delivery
-                .properties
-                .content_type()
-                .as_ref()
-                .map(|c| c.as_str().to_string()),
-            headers: bus::headers_to_json(delivery.properties.headers().as_ref()),
-        };
-        metrics::delivery(&meta, delivery.data.len());
-        let inc = Incoming {
-            meta,
-            body: delivery.data,
-            ack: Some(AckHandle {
-                delivery_tag: delivery.delivery_tag,
-                acker: delivery.acker,
-            }),
-        };
-        if input.send(inc).await.is_err() {
+        // Take every delivery that is already here, without waiting: one hand-off per burst.
+        let mut burst = vec![incoming(delivery)];
+        while burst.len() < MAX_BURST {
+            match futures_lite::future::poll_once(consumer.next()).await {
+                Some(Some(Ok(d))) => burst.push(incoming(d)),
+                Some(other) => {
+                    held = Some(other);
+                    break;
+                }
+                None => break,
+            }
+        }
+        if input.send(burst).await.is_err() {
             // The pipeline stopped (its writer failed for good): end the session; run() reports it.
             return Ok(Some(conn));
         }
+    }
+}
+
+/// Most deliveries handed to the pipeline at once. Bursts are what happened to be ready; the cap
+/// only bounds how far a batch can run over `store.batch_size` (it takes whole bursts).
+const MAX_BURST: usize = 256;
+
+/// A delivery as the pipeline takes it, counted in the metrics.
+fn incoming(delivery: Delivery) -> Incoming {
+    let meta = DeliveryMeta {
+        exchange: delivery.exchange.as_str().to_string(),
+        routing_key: delivery.routing_key.as_str().to_string(),
+        content_type: delivery
+            .properties
+            .content_type()
+            .as_ref()
+            .map(|c| c.as_str().to_string()),
+        headers: bus::headers_to_json(delivery.properties.headers().as_ref()),
+    };
+    metrics::delivery(&meta, delivery.data.len());
+    Incoming {
+        meta,
+        body: delivery.data,
+        ack: Some(AckHandle {
+            delivery_tag: delivery.delivery_tag,
+            acker: delivery.acker,
+        }),
     }
 }
 

@@ -40,6 +40,10 @@ impl std::fmt::Display for ReplaySummary {
     }
 }
 
+/// Files handed to the pipeline at once: few enough that a burst of large zips stays small in
+/// memory, enough that thread wake-ups are not paid per file.
+const REPLAY_BURST: usize = 32;
+
 /// Store every file of `files` in the database at `db` (created when missing).
 pub fn replay(
     db: &Path,
@@ -50,7 +54,7 @@ pub fn replay(
     let pipeline = Pipeline::start(
         writer,
         BatchOptions::new(batch_size, Duration::from_millis(50)),
-        batch_size * 2,
+        (batch_size * 2).div_ceil(REPLAY_BURST),
     );
     let (input, mut committed, threads) = pipeline.into_parts();
     // Draining on its own thread: the writer blocks when nobody takes its committed batches.
@@ -62,15 +66,20 @@ pub fn replay(
         totals
     });
     let mut summary = ReplaySummary::default();
-    for f in files {
+    let mut burst = Vec::with_capacity(REPLAY_BURST);
+    let mut files = files.into_iter().peekable();
+    while let Some(f) = files.next() {
         summary.files += 1;
-        let inc = Incoming {
+        burst.push(Incoming {
             meta: f.meta,
             body: f.body,
             ack: None,
-        };
-        if input.blocking_send(inc).is_err() {
-            break;
+        });
+        if burst.len() >= REPLAY_BURST || files.peek().is_none() {
+            let full = std::mem::replace(&mut burst, Vec::with_capacity(REPLAY_BURST));
+            if input.blocking_send(full).is_err() {
+                break;
+            }
         }
     }
     drop(input);
