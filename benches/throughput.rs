@@ -2,7 +2,7 @@
 //! run (timings on a shared machine are noisy; ratios are not).
 //!
 //! ```text
-//! bash scripts/bench.sh                      # or: cargo bench --bench throughput -- [singles=N] [events=N] [sync=normal]
+//! bash scripts/bench.sh                      # or: cargo bench --bench throughput -- [singles=N] [events=N] [batch=N] [latency=MS] [sync=normal]
 //! ```
 //!
 //! For each scenario the generator's traffic is published once into two queues bound alike:
@@ -33,8 +33,20 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const PREFETCH: u16 = 2000;
-const BATCH: usize = 1000;
+/// Deliveries per transaction (cbtrail) and per `multiple` ack (null consumer); `batch=N`
+/// overrides it. Both sides get a prefetch of twice the batch, as the daemon's defaults have.
+static BATCH: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+fn batch() -> usize {
+    *BATCH.get().unwrap_or(&1000)
+}
+
+/// `latency=MS`: cbtrail's `store.batch_max_latency_ms` (default: the daemon's own default).
+static LATENCY_MS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+fn prefetch() -> u16 {
+    u16::try_from(batch() * 2).unwrap_or(u16::MAX)
+}
 
 fn rabbitmqctl(args: &[&str]) {
     let out = Command::new("rabbitmqctl")
@@ -58,6 +70,12 @@ struct Measured {
     events: u64,
     null_secs: f64,
     cbtrail_secs: f64,
+    /// Seconds a bare insert loop takes to store the same event rows (see [`sqlite_floor`]).
+    floor_secs: f64,
+    /// CPU seconds while the null consumer drained: (broker, this process by thread name).
+    null_cpu: (f64, Vec<(String, f64)>),
+    /// The same while cbtrail drained.
+    cbtrail_cpu: (f64, Vec<(String, f64)>),
 }
 
 fn main() {
@@ -72,6 +90,17 @@ fn main() {
             singles = v.parse().expect("singles=N");
         } else if let Some(v) = a.strip_prefix("events=") {
             bundle_events = v.parse().expect("events=N");
+        } else if let Some(v) = a.strip_prefix("latency=") {
+            LATENCY_MS
+                .set(v.parse().expect("latency=MS"))
+                .expect("latency= given once");
+        } else if let Some(v) = a.strip_prefix("batch=") {
+            let n: usize = v.parse().expect("batch=N");
+            assert!(
+                (1..=32_767).contains(&n),
+                "batch=N: 1 to 32767 (prefetch is 2N)"
+            );
+            BATCH.set(n).expect("batch= given once");
         }
         // cargo bench passes --bench; ignore other flags.
     }
@@ -120,6 +149,37 @@ fn main() {
             rate / null_rate
         );
     }
+    println!(
+        "\nCPU seconds while each side drained (2 cores: a side can use at most 2 x its wall time)"
+    );
+    for (name, m) in &results {
+        for (side, secs, (broker, threads)) in [
+            ("null", m.null_secs, &m.null_cpu),
+            ("cbtrail", m.cbtrail_secs, &m.cbtrail_cpu),
+        ] {
+            let ours: f64 = threads.iter().map(|(_, c)| c).sum();
+            let per_thread: Vec<String> = threads
+                .iter()
+                .filter(|(_, c)| *c >= 0.005)
+                .map(|(t, c)| format!("{t} {c:.2}"))
+                .collect();
+            println!(
+                "{name:<40} {side:<8} wall {secs:>6.2}  broker {broker:>6.2}  bench process {ours:>6.2} ({})",
+                per_thread.join(", ")
+            );
+        }
+    }
+    println!(
+        "\nthe SQLite ceiling: the same event rows inserted by a bare loop, no index (see sqlite_floor)"
+    );
+    for (name, m) in &results {
+        println!(
+            "{name:<40} bare insert {:>8.0} rows/s   cbtrail {:>8.0} events/s = {:.2} of it",
+            m.events as f64 / m.floor_secs,
+            m.events as f64 / m.cbtrail_secs,
+            m.floor_secs / m.cbtrail_secs
+        );
+    }
     let singles_ratio = {
         let m = &results[0].1;
         (m.messages as f64 / m.cbtrail_secs) / (m.messages as f64 / m.null_secs)
@@ -162,13 +222,16 @@ async fn run_scenario(sc: &Scenario, synchronous: cbtrail::store::Synchronous) -
         .collect();
     let db = expected_db.clone();
     // Replay drives the pipeline with blocking sends: off the async threads.
-    let replayed = tokio::task::spawn_blocking(move || cbtrail::replay::replay(&db, files, BATCH))
-        .await
-        .unwrap()
-        .expect("replay");
+    let replayed =
+        tokio::task::spawn_blocking(move || cbtrail::replay::replay(&db, files, batch()))
+            .await
+            .unwrap()
+            .expect("replay");
     let expected = fingerprint(&expected_db);
     let events = replayed.totals.stats.events;
     eprintln!("   {} messages, {events} events", messages.len());
+    let floor_secs = sqlite_floor(&expected_db, &tmp.path().join("floor.db"), synchronous);
+    eprintln!("   bare SQLite insert of the same rows: {floor_secs:.2} s");
 
     let vhost = format!("cbtrail-bench-{}", std::process::id());
     let _ = Command::new("rabbitmqctl")
@@ -234,17 +297,21 @@ async fn run_scenario(sc: &Scenario, synchronous: cbtrail::store::Synchronous) -
         t.elapsed().as_secs_f64()
     );
 
+    let before = CpuSnapshot::take();
     let null_secs = null_consumer(&url, "bench-null", messages.len() as u64).await;
+    let null_cpu = before.since();
     eprintln!("   null consumer: {null_secs:.2} s");
 
     let db = settings.store.path.clone();
     let (stop_tx, stop) = Shutdown::new();
+    let before = CpuSnapshot::take();
     let started = Instant::now();
     let daemon = tokio::spawn(cbtrail::daemon::run_until(settings, stop));
     let want_events = events as i64;
+    let mut reader = None;
     let cbtrail_secs = loop {
         tokio::time::sleep(Duration::from_millis(10)).await;
-        if count_events(&db) >= want_events {
+        if count_events(&db, &mut reader) >= want_events {
             break started.elapsed().as_secs_f64();
         }
         assert!(
@@ -252,6 +319,7 @@ async fn run_scenario(sc: &Scenario, synchronous: cbtrail::store::Synchronous) -
             "cbtrail did not finish"
         );
     };
+    let cbtrail_cpu = before.since();
     let _ = stop_tx.send(true);
     daemon.await.unwrap().expect("daemon");
     eprintln!("   cbtrail: {cbtrail_secs:.2} s");
@@ -266,17 +334,78 @@ async fn run_scenario(sc: &Scenario, synchronous: cbtrail::store::Synchronous) -
         events,
         null_secs,
         cbtrail_secs,
+        null_cpu,
+        cbtrail_cpu,
+        floor_secs,
     }
+}
+
+/// The ceiling SQLite itself puts on this machine: the event rows cbtrail stores for this traffic
+/// (read back from the replayed database), inserted by a bare loop into a table declared exactly
+/// like `events` but with no index, 20,000 rows per transaction, in WAL mode with the same
+/// `synchronous` setting. No decoding, no bus, no process table, no idempotency index: nothing
+/// cbtrail could leave out.
+fn sqlite_floor(replayed: &Path, floor_db: &Path, synchronous: cbtrail::store::Synchronous) -> f64 {
+    use rusqlite::types::Value;
+    let src = cbtrail::store::open_read_only(replayed).unwrap();
+    let create: String = src
+        .query_row(
+            "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'events'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let columns: Vec<String> = src
+        .prepare("SELECT name FROM pragma_table_info('events') WHERE name <> 'id' ORDER BY cid")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let list = columns.join(", ");
+    let rows: Vec<Vec<Value>> = src
+        .prepare(&format!("SELECT {list} FROM events ORDER BY id"))
+        .unwrap()
+        .query_map([], |r| (0..columns.len()).map(|i| r.get(i)).collect())
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut dst = rusqlite::Connection::open(floor_db).unwrap();
+    dst.pragma_update(None, "journal_mode", "WAL").unwrap();
+    let sync = match synchronous {
+        cbtrail::store::Synchronous::Normal => "NORMAL",
+        cbtrail::store::Synchronous::Full => "FULL",
+    };
+    dst.pragma_update(None, "synchronous", sync).unwrap();
+    dst.pragma_update(None, "cache_size", -64 * 1024).unwrap();
+    dst.execute_batch(&create).unwrap();
+    let marks = vec!["?"; columns.len()].join(", ");
+    let insert = format!("INSERT INTO events ({list}) VALUES ({marks})");
+    let started = Instant::now();
+    for chunk in rows.chunks(20_000) {
+        let tx = dst.transaction().unwrap();
+        {
+            let mut st = tx.prepare_cached(&insert).unwrap();
+            for row in chunk {
+                st.execute(rusqlite::params_from_iter(row)).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    started.elapsed().as_secs_f64()
 }
 
 fn daemon_settings(url: &str, queue: &str, db: &Path) -> Settings {
     let mut s = Settings::default();
     s.amqp.url = cbtrail::config::Secret::new(url);
     s.amqp.queue = queue.into();
-    s.amqp.prefetch = PREFETCH;
+    s.amqp.prefetch = prefetch();
     s.amqp.connection_name = "bench-cbtrail".into();
     s.store.path = db.to_path_buf();
-    s.store.batch_size = BATCH;
+    s.store.batch_size = batch();
+    if let Some(ms) = LATENCY_MS.get() {
+        s.store.batch_max_latency_ms = *ms;
+    }
     s.metrics.listen = String::new();
     s.exports.output_dir = db.with_extension("exports");
     s
@@ -289,7 +418,7 @@ async fn null_consumer(url: &str, queue: &str, expect: u64) -> f64 {
         .await
         .unwrap();
     let ch = conn.create_channel().await.unwrap();
-    ch.basic_qos(PREFETCH, BasicQosOptions { global: false })
+    ch.basic_qos(prefetch(), BasicQosOptions { global: false })
         .await
         .unwrap();
     let mut consumer = ch
@@ -311,7 +440,7 @@ async fn null_consumer(url: &str, queue: &str, expect: u64) -> f64 {
                 n += 1;
                 in_batch += 1;
                 pending = Some(d.acker);
-                if in_batch >= BATCH || n == expect {
+                if in_batch >= batch() || n == expect {
                     if let Some(a) = pending.take() {
                         a.ack(BasicAckOptions { multiple: true }).await.unwrap();
                     }
@@ -333,15 +462,100 @@ async fn null_consumer(url: &str, queue: &str, expect: u64) -> f64 {
     secs
 }
 
-fn count_events(db: &Path) -> i64 {
-    let Ok(conn) = cbtrail::store::open_read_only(db) else {
+/// Events committed so far. `max(id)`, not `count(*)`: ids are handed out in order and never
+/// reused here (no retention runs, and a duplicate takes no id), so both agree, but `count(*)` walks
+/// a whole index. Polled every 10 ms on a database of a million rows it took most of a core from
+/// the daemon it was timing. The fingerprint at the end checks every row anyway.
+/// One read-only connection is kept across polls (opened once the daemon has created the file).
+fn count_events(db: &Path, reader: &mut Option<rusqlite::Connection>) -> i64 {
+    if reader.is_none() {
+        *reader = cbtrail::store::open_read_only(db).ok();
+    }
+    let Some(conn) = reader else {
         return 0;
     };
-    conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+    conn.query_row("SELECT coalesce(max(id), 0) FROM events", [], |r| r.get(0))
         .unwrap_or(0)
 }
 
 fn fingerprint(db: &Path) -> std::collections::BTreeMap<String, (u64, u128)> {
     let conn = cbtrail::store::open_read_only(db).unwrap();
     cbtrail::store::fingerprint(&conn).unwrap()
+}
+
+/// CPU time so far of the broker (every `beam.smp` process) and of each thread of this process,
+/// summed by thread name, read from /proc. Thread names tell the daemon's stages apart
+/// (`cbtrail-writer`, `cbtrail-decode`, `lapin-io-loop`, `tokio-rt-worker`, ...).
+struct CpuSnapshot {
+    broker: f64,
+    threads: std::collections::BTreeMap<String, f64>,
+}
+
+impl CpuSnapshot {
+    fn take() -> CpuSnapshot {
+        let mut broker = 0.0;
+        if let Ok(procs) = std::fs::read_dir("/proc") {
+            for p in procs.flatten() {
+                let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
+                if comm.trim() == "beam.smp" {
+                    broker += stat_cpu(&p.path().join("stat"));
+                }
+            }
+        }
+        let mut threads = std::collections::BTreeMap::new();
+        if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+            for t in tasks.flatten() {
+                let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+                *threads.entry(comm.trim().to_string()).or_insert(0.0) +=
+                    stat_cpu(&t.path().join("stat"));
+            }
+        }
+        CpuSnapshot { broker, threads }
+    }
+
+    /// CPU used since this snapshot: (broker, per thread name). Threads that ended in between are
+    /// not seen; the stages measured here all outlive the measurement.
+    fn since(&self) -> (f64, Vec<(String, f64)>) {
+        let now = CpuSnapshot::take();
+        let threads = now
+            .threads
+            .iter()
+            .map(|(name, c)| {
+                (
+                    name.clone(),
+                    c - self.threads.get(name).copied().unwrap_or(0.0),
+                )
+            })
+            .collect();
+        (now.broker - self.broker, threads)
+    }
+}
+
+/// utime + stime of a /proc `stat` file, in seconds.
+fn stat_cpu(path: &Path) -> f64 {
+    let Ok(s) = std::fs::read_to_string(path) else {
+        return 0.0;
+    };
+    // The command name (field 2) may hold spaces; fields are counted after its closing ')'.
+    let Some(rest) = s.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // After ')': state is index 0, so utime (field 14) is 11 and stime (15) is 12.
+    (ticks(11) + ticks(12)) / clock_ticks()
+}
+
+/// Kernel clock ticks per second (USER_HZ), as `getconf CLK_TCK` prints it.
+fn clock_ticks() -> f64 {
+    static HZ: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *HZ.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
 }
