@@ -372,11 +372,8 @@ fn sqlite_floor(replayed: &Path, floor_db: &Path, synchronous: cbtrail::store::S
         .collect();
     let mut dst = rusqlite::Connection::open(floor_db).unwrap();
     dst.pragma_update(None, "journal_mode", "WAL").unwrap();
-    let sync = match synchronous {
-        cbtrail::store::Synchronous::Normal => "NORMAL",
-        cbtrail::store::Synchronous::Full => "FULL",
-    };
-    dst.pragma_update(None, "synchronous", sync).unwrap();
+    dst.pragma_update(None, "synchronous", synchronous.pragma_value())
+        .unwrap();
     dst.pragma_update(None, "cache_size", -64 * 1024).unwrap();
     dst.execute_batch(&create).unwrap();
     let marks = vec!["?"; columns.len()].join(", ");

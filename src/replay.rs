@@ -67,20 +67,23 @@ pub fn replay(
     });
     let mut summary = ReplaySummary::default();
     let mut burst = Vec::with_capacity(REPLAY_BURST);
-    let mut files = files.into_iter().peekable();
-    while let Some(f) = files.next() {
+    for f in files {
         summary.files += 1;
         burst.push(Incoming {
             meta: f.meta,
             body: f.body,
             ack: None,
         });
-        if burst.len() >= REPLAY_BURST || files.peek().is_none() {
+        if burst.len() >= REPLAY_BURST {
             let full = std::mem::replace(&mut burst, Vec::with_capacity(REPLAY_BURST));
             if input.blocking_send(full).is_err() {
                 break;
             }
         }
+    }
+    // The last, partial burst. A send that fails means the writer stopped; `join` says why.
+    if !burst.is_empty() {
+        let _ = input.blocking_send(burst);
     }
     drop(input);
     let joined = threads.join();

@@ -141,14 +141,7 @@ pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(path, flags).map_err(sql_err(path))?;
     conn.busy_timeout(DEFAULT_BUSY_TIMEOUT)
         .map_err(sql_err(path))?;
-    let found = user_version(&conn, path)?;
-    if found > schema::SCHEMA_VERSION {
-        return Err(StoreError::TooNew {
-            path: path.to_path_buf(),
-            found,
-            supported: schema::SCHEMA_VERSION,
-        });
-    }
+    let found = known_schema_version(&conn, path)?;
     if found < schema::SCHEMA_VERSION {
         return Err(StoreError::NotMigrated {
             path: path.to_path_buf(),
@@ -159,7 +152,18 @@ pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-pub(crate) fn user_version(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
-    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(sql_err(path))
+/// The schema version of the database (`PRAGMA user_version`); a version newer than this binary
+/// knows is refused, before anything reads or changes the file.
+pub(crate) fn known_schema_version(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
+    let found = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(sql_err(path))?;
+    if found > schema::SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found,
+            supported: schema::SCHEMA_VERSION,
+        });
+    }
+    Ok(found)
 }

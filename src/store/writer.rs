@@ -7,7 +7,7 @@
 //! per process per batch instead of one upsert per event.
 
 use super::checkpoint::Checkpointer;
-use super::{BatchStats, DEFAULT_BUSY_TIMEOUT, StoreError, schema, sql_err, user_version};
+use super::{BatchStats, DEFAULT_BUSY_TIMEOUT, StoreError, known_schema_version, schema, sql_err};
 use crate::model::{Binary, Event, FactRank, Notification, ProcessFacts, Quarantined, Record};
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
@@ -28,7 +28,8 @@ pub enum Synchronous {
 }
 
 impl Synchronous {
-    fn pragma_value(self) -> &'static str {
+    /// The value of `PRAGMA synchronous` for this setting.
+    pub fn pragma_value(self) -> &'static str {
         match self {
             Synchronous::Full => "FULL",
             Synchronous::Normal => "NORMAL",
@@ -107,14 +108,7 @@ impl Writer {
         conn.busy_timeout(opts.busy_timeout).map_err(&err)?;
 
         // Refuse a newer database before changing anything in it.
-        let found = user_version(&conn, path)?;
-        if found > schema::SCHEMA_VERSION {
-            return Err(StoreError::TooNew {
-                path: path.to_path_buf(),
-                found,
-                supported: schema::SCHEMA_VERSION,
-            });
-        }
+        known_schema_version(&conn, path)?;
 
         // auto_vacuum can only be chosen before the first table exists (afterwards it takes a full
         // VACUUM); retention relies on incremental_vacuum to give space back.
@@ -224,14 +218,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(&err)?;
-        let version = user_version(&tx, path)?;
-        if version > schema::SCHEMA_VERSION {
-            return Err(StoreError::TooNew {
-                path: path.to_path_buf(),
-                found: version,
-                supported: schema::SCHEMA_VERSION,
-            });
-        }
+        let version = known_schema_version(&tx, path)?;
         if version == schema::SCHEMA_VERSION {
             return Ok(());
         }
