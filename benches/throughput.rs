@@ -342,21 +342,21 @@ async fn run_scenario(sc: &Scenario, synchronous: cbtrail::store::Synchronous) -
 
 /// The ceiling SQLite itself puts on this machine: the event rows cbtrail stores for this traffic
 /// (read back from the replayed database), inserted by a bare loop into a table declared exactly
-/// like `events` but with no index, 20,000 rows per transaction, in WAL mode with the same
-/// `synchronous` setting. No decoding, no bus, no process table, no idempotency index: nothing
-/// cbtrail could leave out.
+/// like `event_rows` (the rows of the `events` view, without their segments) but with no index,
+/// 20,000 rows per transaction, in WAL mode with the same `synchronous` setting. No decoding, no
+/// bus, no process table, no segments, no idempotency index: nothing cbtrail could leave out.
 fn sqlite_floor(replayed: &Path, floor_db: &Path, synchronous: cbtrail::store::Synchronous) -> f64 {
     use rusqlite::types::Value;
     let src = cbtrail::store::open_read_only(replayed).unwrap();
     let create: String = src
         .query_row(
-            "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'events'",
+            "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'event_rows'",
             [],
             |r| r.get(0),
         )
         .unwrap();
     let columns: Vec<String> = src
-        .prepare("SELECT name FROM pragma_table_info('events') WHERE name <> 'id' ORDER BY cid")
+        .prepare("SELECT name FROM pragma_table_info('event_rows') WHERE name <> 'id' ORDER BY cid")
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()
@@ -364,7 +364,7 @@ fn sqlite_floor(replayed: &Path, floor_db: &Path, synchronous: cbtrail::store::S
         .collect();
     let list = columns.join(", ");
     let rows: Vec<Vec<Value>> = src
-        .prepare(&format!("SELECT {list} FROM events ORDER BY id"))
+        .prepare(&format!("SELECT {list} FROM event_rows ORDER BY id"))
         .unwrap()
         .query_map([], |r| (0..columns.len()).map(|i| r.get(i)).collect())
         .unwrap()
@@ -377,7 +377,7 @@ fn sqlite_floor(replayed: &Path, floor_db: &Path, synchronous: cbtrail::store::S
     dst.pragma_update(None, "cache_size", -64 * 1024).unwrap();
     dst.execute_batch(&create).unwrap();
     let marks = vec!["?"; columns.len()].join(", ");
-    let insert = format!("INSERT INTO events ({list}) VALUES ({marks})");
+    let insert = format!("INSERT INTO event_rows ({list}) VALUES ({marks})");
     let started = Instant::now();
     for chunk in rows.chunks(20_000) {
         let tx = dst.transaction().unwrap();
@@ -471,8 +471,10 @@ fn count_events(db: &Path, reader: &mut Option<rusqlite::Connection>) -> i64 {
     let Some(conn) = reader else {
         return 0;
     };
-    conn.query_row("SELECT coalesce(max(id), 0) FROM events", [], |r| r.get(0))
-        .unwrap_or(0)
+    conn.query_row("SELECT coalesce(max(id), 0) FROM event_rows", [], |r| {
+        r.get(0)
+    })
+    .unwrap_or(0)
 }
 
 fn fingerprint(db: &Path) -> std::collections::BTreeMap<String, (u64, u128)> {

@@ -563,7 +563,7 @@ impl Worker {
         // Pending jobs export a fresh snapshot anyway; only done jobs need the events after
         // their watermark examined.
         self.cursor = self.conn.query_row(
-            "SELECT MIN(COALESCE((SELECT MAX(id) FROM events), 0),
+            "SELECT MIN(COALESCE((SELECT MAX(id) FROM event_rows), 0),
                         COALESCE((SELECT MIN(watermark) FROM export_jobs
                                   WHERE state = 'done' AND follow_until_ms > ?1), 1 << 62))",
             [now_ms],
@@ -609,7 +609,9 @@ impl Worker {
             .collect::<Result<_, _>>()?;
         let max_id: i64 =
             self.conn
-                .query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?;
+                .query_row("SELECT COALESCE(MAX(id), 0) FROM event_rows", [], |r| {
+                    r.get(0)
+                })?;
         if following.is_empty() {
             self.cursor = max_id;
             return Ok(Vec::new());

@@ -76,6 +76,17 @@ pub fn notify_status(status: &str) {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(status)]);
 }
 
+/// Tell systemd that start-up (or shutdown) takes `by` longer than its timeout, and why: a long
+/// migration must not be killed half-way, only to start over on the restart.
+pub fn notify_extend_timeout(status: &str, by: Duration) {
+    let usec = u32::try_from(by.as_micros()).unwrap_or(u32::MAX);
+    let _ = sd_notify::notify(&[
+        sd_notify::NotifyState::ExtendTimeoutUsec(usec),
+        sd_notify::NotifyState::Watchdog,
+        sd_notify::NotifyState::Status(status),
+    ]);
+}
+
 /// Tell systemd we are stopping.
 pub fn notify_stopping() {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);

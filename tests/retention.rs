@@ -228,6 +228,19 @@ fn deletes_old_rows_keeps_new_ones_and_shrinks_the_file() {
         ),
         0
     );
+    assert_eq!(
+        count(&conn, "SELECT COUNT(*) FROM event_segments"),
+        count(
+            &conn,
+            "SELECT COUNT(DISTINCT segment_id) FROM event_rows \
+             WHERE segment_id IN (SELECT id FROM event_segments)"
+        ),
+        "a segment goes with its last row, and no row loses its segment"
+    );
+    assert_eq!(
+        count(&conn, "SELECT COUNT(*) FROM event_rows"),
+        3_000 + 100 + 10 + 1
+    );
     assert_eq!(count(&conn, "SELECT COUNT(*) FROM notifications"), 3);
     assert_eq!(
         count(&conn, "SELECT COUNT(*) FROM notification_targets"),
@@ -438,7 +451,8 @@ fn db_info_reports_counts_times_and_sizes() {
     assert!(info.wal_bytes > 0, "WAL not checkpointed yet");
     assert_eq!(info.page_size, 4096);
     assert!(info.page_count > 100);
-    let events = info.tables.iter().find(|t| t.name == "events").unwrap();
+    // The `events` view is shown as the tables it reads: its rows and their segments.
+    let events = info.tables.iter().find(|t| t.name == "event_rows").unwrap();
     assert_eq!(events.rows, 2_000);
     assert_eq!(events.min_ms, Some(HORIZON + 1000));
     assert_eq!(events.max_ms, Some(HORIZON + 1_999_000));
@@ -450,7 +464,8 @@ fn db_info_reports_counts_times_and_sizes() {
     let names: Vec<&str> = info.tables.iter().map(|t| t.name.as_str()).collect();
     for t in [
         "binaries",
-        "events",
+        "event_rows",
+        "event_segments",
         "notification_targets",
         "notifications",
         "processes",
@@ -477,7 +492,7 @@ fn db_info_reports_counts_times_and_sizes() {
         "{text}"
     );
     assert!(text.contains("auto_vacuum incremental"));
-    let line = text.lines().find(|l| l.starts_with("events ")).unwrap();
+    let line = text.lines().find(|l| l.starts_with("event_rows ")).unwrap();
     assert!(line.contains(" 2000 "), "{line}");
     assert!(line.contains("2026-10-26 00:00:01Z"), "{line}");
     assert!(!text.contains("1970-01-01"), "{text}");

@@ -1,5 +1,6 @@
-//! Migrations V2 (export jobs, `netconn_view`) and V3 (its partial indexes rewritten), applied on top
-//! of a V1 database with data, and the query plans the tree and view queries rely on.
+//! Migrations V2 (export jobs, `netconn_view`), V3 (its partial indexes rewritten) and V4 (events
+//! in segments), applied on top of a V1 database with data, and the query plans the tree and view
+//! queries rely on.
 
 mod treedb;
 
@@ -30,7 +31,7 @@ fn v2_applies_over_a_v1_database_with_data() {
     for m in &MIGRATIONS[1..] {
         conn.execute_batch(m).unwrap();
     }
-    assert_eq!(SCHEMA_VERSION, 3);
+    assert_eq!(SCHEMA_VERSION, 4);
     let n: i64 = conn
         .query_row(
             "SELECT COUNT(*) FROM netconn_view WHERE remote_ip = '10.1.2.3'",

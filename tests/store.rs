@@ -200,7 +200,7 @@ fn migrates_an_empty_file_with_the_required_pragmas() {
     for t in schema::TABLES {
         let n: i64 = c
             .query_row(
-                "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+                "SELECT count(*) FROM sqlite_schema WHERE type IN ('table', 'view') AND name = ?1",
                 [t],
                 |r| r.get(0),
             )
@@ -1027,7 +1027,7 @@ fn fingerprint_ignores_reception_times_and_row_ids_but_not_content() {
     b.write_batch(&rev[3..]).unwrap();
     // Different reception times.
     for sql in [
-        "UPDATE events SET received_ms = received_ms + 86400000",
+        "UPDATE event_segments SET received_ms = received_ms + 86400000",
         "UPDATE binaries SET received_ms = 1",
         "UPDATE notifications SET received_ms = 2",
         "UPDATE quarantine SET received_ms = 3",

@@ -9,7 +9,7 @@
 //! | `event_type` | `procstart`, `childproc`, `filemod`, `regmod`, `modload`, `netconn`, `crossproc`, … |
 //! | `event_description` | one readable sentence (`Last wrote c:\x.dll md5=…`, `Outbound tcp 10.0.0.5:49352 -> 23.4.187.27:80 (example.com)`) |
 //! | `summary` | the attributes chosen by the summary spec, `name=value` (see [`super::summary`]) |
-//! | `details` | the whole stored event as one JSON object: its typed columns plus `details` |
+//! | `details` | the whole stored event as one JSON object: its typed columns (not the row id) plus `details` |
 //! | `process_guid` | the acting process |
 //!
 //! Rows are oldest first (ties in database order), every event of the process, no cap.

@@ -113,6 +113,8 @@ pub fn text_time(ms: i64) -> String {
 /// One stored event.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EventRow {
+    /// Row id: storage order, which depends on how deliveries were batched, so it is not part of
+    /// what an export shows (see [`EventRow::columns`]).
     pub id: i64,
     pub process_guid: Option<String>,
     pub timestamp_ms: i64,
@@ -176,12 +178,13 @@ impl EventRow {
         })
     }
 
-    /// The typed columns by name, as JSON (null-valued ones omitted).
+    /// The typed columns by name, as JSON (null-valued ones omitted). The row id is left out: the
+    /// writer stores each batch's events grouped by process, so ids differ between a live run and
+    /// a replay of the same traffic, and an export must be the same whichever way it was fed.
     fn columns(&self) -> Vec<(&'static str, Value)> {
         let s = |v: &Option<String>| v.clone().map(Value::String);
         let i = |v: Option<i64>| v.map(Value::from);
-        let cols: [(&'static str, Option<Value>); 24] = [
-            ("id", Some(Value::from(self.id))),
+        let cols: [(&'static str, Option<Value>); 23] = [
             ("process_guid", s(&self.process_guid)),
             ("timestamp_ms", Some(Value::from(self.timestamp_ms))),
             ("event_type", Some(Value::String(self.event_type.clone()))),
@@ -267,8 +270,8 @@ pub fn for_each_event_in(
     window: Option<(i64, i64)>,
     mut f: impl FnMut(EventRow) -> Result<(), ExportError>,
 ) -> Result<u64, ExportError> {
-    // events_process (process_guid, timestamp_ms) yields this order without a sort, and the time
-    // filter is checked on index entries before any row is read.
+    // The process's segments (event_segments_process) give its rows as id ranges; the sort is over
+    // one process's events only.
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM events WHERE process_guid = ?1 \
          AND (?2 IS NULL OR event_type IN (SELECT value FROM json_each(?2))) \
@@ -585,8 +588,9 @@ pub fn export_process(
     validate_csv_pattern(&opts.csv_pattern)?;
     // One read transaction: tree, events and watermark come from the same snapshot.
     let tx = conn.unchecked_transaction()?;
-    let watermark: i64 =
-        tx.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?;
+    let watermark: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) FROM event_rows", [], |r| {
+        r.get(0)
+    })?;
     let (tree, known) = match ProcessTree::build(&tx, &req.guid, Some(opts.follow_childprocs)) {
         Ok(t) => (t, true),
         Err(TreeError::UnknownProcess(_)) if req.allow_unknown => {

@@ -306,24 +306,34 @@ impl Run<'_> {
         loop {
             let (examined, n, next) = self.sql(|c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let rows: Vec<(i64, i64, i64, Vec<u8>)> = {
+                let rows: Vec<(i64, i64, i64, Vec<u8>, i64)> = {
                     let mut st = tx.prepare_cached(EVENTS_CHUNK)?;
                     st.query_map(params![below, cursor.0, cursor.1, limit], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
                     })?
                     .collect::<rusqlite::Result<_>>()?
                 };
                 let mut n = 0u64;
+                let mut segments = Vec::new();
                 {
-                    let mut del = tx.prepare_cached("DELETE FROM events WHERE id = ?1")?;
-                    for (id, _, received, _) in &rows {
+                    let mut del = tx.prepare_cached("DELETE FROM event_rows WHERE id = ?1")?;
+                    for (id, _, received, _, segment) in &rows {
                         if *received < horizon {
                             n += del.execute([id])? as u64;
+                            segments.push(*segment);
                         }
                     }
                 }
+                segments.sort_unstable();
+                segments.dedup();
+                {
+                    let mut del = tx.prepare_cached(DELETE_EMPTY_SEGMENT)?;
+                    for s in segments {
+                        del.execute([s])?;
+                    }
+                }
                 tx.commit()?;
-                let next = rows.last().map(|(_, ts, _, key)| (*ts, key.clone()));
+                let next = rows.last().map(|(_, ts, _, key, _)| (*ts, key.clone()));
                 Ok((rows.len(), n, next))
             })?;
             deleted += n;
@@ -535,10 +545,16 @@ impl Run<'_> {
 
 /// Next chunk of events in (event time, id) order, before the horizon, after the cursor. `INDEXED BY`
 /// makes a missing index an error instead of a silent full scan under the write lock.
-pub(crate) const EVENTS_CHUNK: &str = "SELECT id, timestamp_ms, received_ms, event_key
-     FROM events INDEXED BY events_time_key
-     WHERE timestamp_ms < ?1 AND (timestamp_ms, event_key) > (?2, ?3)
-     ORDER BY timestamp_ms, event_key LIMIT ?4";
+pub(crate) const EVENTS_CHUNK: &str = "SELECT e.id, e.timestamp_ms, s.received_ms, e.event_key,
+     e.segment_id
+     FROM event_rows e INDEXED BY events_time_key JOIN event_segments s ON s.id = e.segment_id
+     WHERE e.timestamp_ms < ?1 AND (e.timestamp_ms, e.event_key) > (?2, ?3)
+     ORDER BY e.timestamp_ms, e.event_key LIMIT ?4";
+/// A segment none of whose rows is left.
+pub(crate) const DELETE_EMPTY_SEGMENT: &str = "DELETE FROM event_segments WHERE id = ?1
+     AND NOT EXISTS (SELECT 1 FROM event_rows r
+                     WHERE r.id BETWEEN event_segments.first_id AND event_segments.last_id
+                       AND r.segment_id = event_segments.id)";
 /// Loose index scan over the notification types: one seek per distinct type.
 pub(crate) const NOTIFICATION_FIRST_TYPE: &str = "SELECT MIN(type) FROM notifications";
 pub(crate) const NOTIFICATION_NEXT_TYPE: &str =
@@ -631,7 +647,7 @@ fn wal_len(path: &Path) -> u64 {
 
 /// The time column shown for each known table, and what it means.
 const TIME_COLUMNS: &[(&str, &str)] = &[
-    ("events", "timestamp_ms"),
+    ("event_rows", "timestamp_ms"),
     ("processes", "start_ms"),
     ("binaries", "timestamp_ms"),
     ("notifications", "received_ms"),

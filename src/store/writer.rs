@@ -224,11 +224,62 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
         }
         // `version` is in 0..SCHEMA_VERSION here, a valid index.
         let script = schema::MIGRATIONS[version as usize];
+        tracing::info!(path = %path.display(), version = version + 1, "migrating the database");
+        let keepalive = Keepalive::start(format!(
+            "migrating {} to schema version {}",
+            path.display(),
+            version + 1
+        ));
         tx.execute_batch(script).map_err(&err)?;
+        drop(keepalive);
         tx.pragma_update(None, "user_version", version + 1)
             .map_err(&err)?;
         tx.commit().map_err(&err)?;
         tracing::info!(path = %path.display(), version = version + 1, "database migrated");
+    }
+}
+
+/// While a migration runs (V4 rewrites every event: minutes on a large file), keep extending
+/// systemd's start timeout so the service is not killed and restarted into the same migration.
+struct Keepalive {
+    stop: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Keepalive {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn start(status: String) -> Keepalive {
+        let stop = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("cbtrail-migrate".into())
+            .spawn(move || {
+                let (lock, cv) = &*flag;
+                let Ok(mut stopped) = lock.lock() else { return };
+                while !*stopped {
+                    crate::shutdown::notify_extend_timeout(&status, Keepalive::EVERY * 3);
+                    match cv.wait_timeout(stopped, Keepalive::EVERY) {
+                        Ok((guard, _)) => stopped = guard,
+                        Err(_) => return,
+                    }
+                }
+            })
+            .ok();
+        Keepalive { stop, thread }
+    }
+}
+
+impl Drop for Keepalive {
+    fn drop(&mut self) {
+        let (lock, cv) = &*self.stop;
+        if let Ok(mut stopped) = lock.lock() {
+            *stopped = true;
+        }
+        cv.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -239,12 +290,17 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-const INSERT_EVENT: &str = "INSERT INTO events (event_key, timestamp_ms, event_type, process_guid, \
-     sensor_id, hostname, pid, process_path, process_md5, process_sha256, path, md5, sha256, action, \
-     target_guid, remote_ip, remote_port, local_ip, local_port, protocol, direction, domain, \
-     command_line, username, details, received_ms) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
-     ?20, ?21, ?22, ?23, ?24, ?25, ?26) ON CONFLICT DO NOTHING";
+const INSERT_EVENT: &str = "INSERT INTO event_rows (segment_id, event_key, timestamp_ms, event_type, \
+     path, md5, sha256, action, target_guid, remote_ip, remote_port, local_ip, local_port, protocol, \
+     direction, domain, command_line, username, details) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) \
+     ON CONFLICT DO NOTHING";
+
+const INSERT_SEGMENT: &str = "INSERT INTO event_segments (id, first_id, last_id, process_guid, \
+     sensor_id, hostname, pid, process_path, process_md5, process_sha256, received_ms) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+
+const NEXT_SEGMENT: &str = "SELECT coalesce(max(id), 0) + 1 FROM event_segments";
 
 const INSERT_BINARY: &str = "INSERT INTO binaries (md5, sha256, size, sensor_id, hostname, \
      timestamp_ms, file_description, company_name, product_name, file_version, original_filename, \
@@ -328,21 +384,15 @@ fn store_batch<'r>(
     let mut stats = BatchStats::default();
     let mut processes: HashMap<&'r str, Pending<'r>> = HashMap::new();
     let mut sensors: HashMap<i64, SensorSeen<'r>> = HashMap::new();
-    let mut details = Vec::with_capacity(1024);
+    let stored = store_events(tx, path, records, now)?;
 
-    let mut ins_event = tx.prepare_cached(INSERT_EVENT).map_err(&err)?;
-    for record in records {
+    // Everything that depends on arrival order (process facts of equal rank: the first wins; a
+    // sensor's latest host name) is learned in record order, whatever order the events were
+    // stored in.
+    for (record, &is_new) in records.iter().zip(&stored) {
         match record {
             Record::Event(e) => {
-                details.clear();
-                serde_json::to_writer(&mut details, &e.details).map_err(|source| {
-                    StoreError::Json {
-                        path: path.to_path_buf(),
-                        what: "event details",
-                        source,
-                    }
-                })?;
-                if insert_event(&mut ins_event, e, &details, now).map_err(&err)? {
+                if is_new {
                     stats.events += 1;
                     if let Some(t) = e.event_type {
                         *stats.events_by_type.entry(t).or_default() += 1;
@@ -406,7 +456,6 @@ fn store_batch<'r>(
             }
         }
     }
-    drop(ins_event);
 
     let learned = apply_processes(tx, path, cache, processes, now, &mut stats)?;
 
@@ -421,27 +470,121 @@ fn store_batch<'r>(
     Ok((stats, learned))
 }
 
-/// Insert one event; false when its key is already stored.
+/// The columns an event shares with the other events of its segment: the acting process as the
+/// event's header describes it.
+#[derive(PartialEq, Eq)]
+struct SegmentKey<'r> {
+    process_guid: Option<&'r str>,
+    sensor_id: Option<i64>,
+    hostname: Option<&'r str>,
+    pid: Option<i64>,
+    process_path: Option<&'r str>,
+    process_md5: Option<&'r str>,
+    process_sha256: Option<&'r str>,
+}
+
+impl<'r> SegmentKey<'r> {
+    fn of(e: &'r Event) -> SegmentKey<'r> {
+        SegmentKey {
+            process_guid: e.process_guid.as_deref(),
+            sensor_id: e.sensor_id,
+            hostname: e.hostname.as_deref(),
+            pid: e.pid,
+            process_path: e.process_path.as_deref(),
+            process_md5: e.process_md5.as_deref(),
+            process_sha256: e.process_sha256.as_deref(),
+        }
+    }
+}
+
+/// Store the batch's events grouped into segments (see `schema::V4`): the events of one process
+/// in arrival order, one process after another in order of first appearance, so each segment's
+/// rows get consecutive ids and a process's ids follow arrival order. Within a process a new
+/// segment starts wherever the header's description of the process changes. Returns, per record,
+/// whether it was an event that is new (not a duplicate).
+fn store_events(
+    tx: &Transaction<'_>,
+    path: &Path,
+    records: &[Record],
+    now: i64,
+) -> Result<Vec<bool>, StoreError> {
+    let err = sql_err(path);
+    let mut stored = vec![false; records.len()];
+    let mut by_process: HashMap<Option<&str>, usize> = HashMap::new();
+    let mut processes: Vec<Vec<(usize, &Event)>> = Vec::new();
+    for (i, record) in records.iter().enumerate() {
+        let Record::Event(e) = record else { continue };
+        let n = processes.len();
+        let p = *by_process.entry(e.process_guid.as_deref()).or_insert(n);
+        if p == n {
+            processes.push(Vec::new());
+        }
+        processes[p].push((i, e));
+    }
+    if processes.is_empty() {
+        return Ok(stored);
+    }
+
+    let mut next_segment: i64 = tx.query_row(NEXT_SEGMENT, [], |r| r.get(0)).map_err(&err)?;
+    let mut ins_event = tx.prepare_cached(INSERT_EVENT).map_err(&err)?;
+    let mut ins_segment = tx.prepare_cached(INSERT_SEGMENT).map_err(&err)?;
+    let mut details = Vec::with_capacity(1024);
+    let segments = processes.iter().flat_map(|members| {
+        members.chunk_by(|(_, a), (_, b)| SegmentKey::of(a) == SegmentKey::of(b))
+    });
+    for members in segments {
+        let mut ids: Option<(i64, i64)> = None;
+        for &(i, e) in members {
+            details.clear();
+            serde_json::to_writer(&mut details, &e.details).map_err(|source| StoreError::Json {
+                path: path.to_path_buf(),
+                what: "event details",
+                source,
+            })?;
+            if insert_event(&mut ins_event, next_segment, e, &details).map_err(&err)? {
+                let id = tx.last_insert_rowid();
+                ids = Some(ids.map_or((id, id), |(first, _)| (first, id)));
+                stored[i] = true;
+            }
+        }
+        // A segment whose events were all duplicates is not stored, and its id is used again.
+        let Some((first, last)) = ids else { continue };
+        let key = SegmentKey::of(members[0].1);
+        ins_segment
+            .execute(params![
+                next_segment,
+                first,
+                last,
+                key.process_guid,
+                key.sensor_id,
+                key.hostname,
+                key.pid,
+                key.process_path,
+                key.process_md5,
+                key.process_sha256,
+                now,
+            ])
+            .map_err(&err)?;
+        next_segment += 1;
+    }
+    Ok(stored)
+}
+
+/// Insert one event into segment `segment`; false when its key is already stored.
 fn insert_event(
     stmt: &mut rusqlite::CachedStatement<'_>,
+    segment: i64,
     e: &Event,
     details: &[u8],
-    now: i64,
 ) -> rusqlite::Result<bool> {
     let event_type = e.event_type.map_or(UNKNOWN_EVENT_TYPE, |t| t.as_str());
     // serde_json writes UTF-8; binding the buffer as text avoids a copy into a String.
     let details = ToSqlOutput::Borrowed(ValueRef::Text(details));
     let n = stmt.execute(params![
+        segment,
         e.key,
         e.timestamp_ms,
         event_type,
-        e.process_guid,
-        e.sensor_id,
-        e.hostname,
-        e.pid,
-        e.process_path,
-        e.process_md5,
-        e.process_sha256,
         e.path,
         e.md5,
         e.sha256,
@@ -457,7 +600,6 @@ fn insert_event(
         e.command_line,
         e.username,
         details,
-        now,
     ])?;
     Ok(n == 1)
 }
@@ -1016,6 +1158,8 @@ mod tests {
         let w = Writer::open(&dir.path().join("t.db")).unwrap();
         for sql in [
             INSERT_EVENT,
+            INSERT_SEGMENT,
+            NEXT_SEGMENT,
             INSERT_BINARY,
             FILL_BINARY,
             INSERT_NOTIFICATION,

@@ -207,7 +207,18 @@ pub fn insert_event(conn: &Connection, e: &E) -> i64 {
         ],
     )
     .unwrap();
-    conn.last_insert_rowid()
+    // `last_insert_rowid` does not see inserts made by the view's INSTEAD OF trigger; before V4
+    // (migration tests) `events` is the table itself.
+    let v4: bool = conn
+        .query_row(
+            "SELECT count(*) > 0 FROM sqlite_schema WHERE name = 'event_rows'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let table = if v4 { "event_rows" } else { "events" };
+    conn.query_row(&format!("SELECT max(id) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
 }
 
 /// A watchlist hit notification on `guids` (as the decoder builds it), stored; returns its id and
