@@ -99,7 +99,8 @@ fn event(seq: u64, pid: u64, sensor: u64, t0: i64) -> Event {
         "remote_ip": "10.1.2.3",
         "remote_port": 443,
         "utf8_commandline": "app.exe --flag",
-    });
+    })
+    .to_string();
     let mut processes = vec![ProcessFacts {
         guid: g.clone(),
         rank: Some(FactRank::Observed),
@@ -188,7 +189,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .first()
         .and_then(|b| b.first())
         .map(|r| match r {
-            Record::Event(e) => e.details.to_string().len(),
+            Record::Event(e) => e.details.len(),
             _ => 0,
         })
         .unwrap_or(0);

@@ -185,10 +185,26 @@ pub struct Event {
     pub domain: Option<String>,
     pub command_line: Option<String>,
     pub username: Option<String>,
-    /// Every decoded field of the payload, as a JSON object.
-    pub details: Value,
+    /// Every decoded field of the payload: the text of a JSON object, rendered by decode (off the
+    /// writer thread, which stores it as it is). Empty stands for `{}`.
+    pub details: String,
     /// What this event teaches about processes (its own, its parent, its child).
     pub processes: Vec<ProcessFacts>,
+}
+
+impl Event {
+    /// `details` parsed (tests, tools); `{}` when empty.
+    pub fn details_value(&self) -> Value {
+        parse_details(&self.details)
+    }
+}
+
+/// A `details` text as a JSON value; text that is not JSON (never produced by decode) as a string.
+fn parse_details(text: &str) -> Value {
+    if text.is_empty() {
+        return Value::Object(Default::default());
+    }
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
 }
 
 /// How much a [`ProcessFacts`] source can be trusted; higher ranks overwrite lower ones.
@@ -243,8 +259,15 @@ pub struct Binary {
     pub original_filename: Option<String>,
     pub digsig_result: Option<String>,
     pub digsig_publisher: Option<String>,
-    /// Every decoded field.
-    pub details: Value,
+    /// Every decoded field: the text of a JSON object (empty stands for `{}`).
+    pub details: String,
+}
+
+impl Binary {
+    /// `details` parsed (tests, tools); `{}` when empty.
+    pub fn details_value(&self) -> Value {
+        parse_details(&self.details)
+    }
 }
 
 /// The process a notification is about (one per `docs` element, or the top level).

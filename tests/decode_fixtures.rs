@@ -245,7 +245,9 @@ fn guids_match_the_formula_for_every_protobuf_fixture() {
                 .filter(|(pid, ct)| *pid >= 0 && *ct > 0)
                 .map(|(pid, ct)| make_guid(sensor, pid, ct));
             assert_eq!(
-                e.details.get("parent_guid").and_then(|v| v.as_str()),
+                e.details_value()
+                    .get("parent_guid")
+                    .and_then(|v| v.as_str()),
                 parent.as_deref(),
                 "{}",
                 d.file.path.display()
@@ -288,7 +290,7 @@ fn reference_values_for_process_0() {
         Some("D6021013D7C4E248AEB8BED12D3DCC88")
     );
     assert_eq!(e.username.as_deref(), Some("SYSTEM"));
-    let d = &e.details;
+    let d = &e.details_value();
     assert_eq!(d["parent_pid"], 2804);
     assert_eq!(d["parent_guid_legacy"], -8915740139778150230i64);
     assert_eq!(d["parent_guid"], "00000001-0000-0af4-01d1-1e444bf4c3dd");
@@ -320,8 +322,8 @@ fn zip_records_take_identity_from_the_property_dump() {
             assert_eq!(e.sensor_id, Some(1), "{}", d.file.path.display());
             assert_eq!(e.hostname.as_deref(), Some("HYPERV-WIN7-X86"));
             // hostId/nodeId are 0 in these headers: a zero says nothing and is not stored.
-            assert!(e.details.get("host_id").is_none());
-            assert!(e.details.get("node_id").is_none());
+            assert!(e.details_value().get("host_id").is_none());
+            assert!(e.details_value().get("node_id").is_none());
             if let Some(g) = &e.process_guid {
                 assert!(g.starts_with("00000001-"), "{g}");
             }

@@ -525,7 +525,7 @@ fn the_store_writer_queues_a_job_with_each_new_hit_and_none_for_a_redelivery() {
         pid: Some(4052),
         process_path: Some("c:\\evil.exe".into()),
         path: Some("c:\\evil.exe".into()),
-        details: serde_json::json!({}),
+        details: serde_json::json!({}).to_string(),
         processes: vec![ProcessFacts {
             guid: g.clone(),
             rank: Some(FactRank::Procstart),

@@ -44,7 +44,7 @@ fn event(seed: &str, guid: &str, ts: i64, process_path: &str) -> Record {
         process_path: Some(process_path.into()),
         path: Some(format!("c:\\temp\\{seed}.txt")),
         action: Some("write".into()),
-        details: json!({"seed": seed}),
+        details: json!({"seed": seed}).to_string(),
         ..Default::default()
     }))
 }

@@ -931,9 +931,9 @@ fn details_keys(records: &[Record]) -> BTreeMap<String, BTreeSet<String>> {
                 e.event_type
                     .map_or("untyped", EventType::as_str)
                     .to_string(),
-                &e.details,
+                e.details_value(),
             ),
-            Record::Binary(b) => ("binary".to_string(), &b.details),
+            Record::Binary(b) => ("binary".to_string(), b.details_value()),
             _ => continue,
         };
         if let Some(o) = d.as_object() {

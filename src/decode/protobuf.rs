@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 use prost::Message;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::guid::{
     filetime_to_start_ms, filetime_to_unix_ms, guid_from_parts, hash_hex, ipv4_from_sensor,
@@ -285,7 +285,7 @@ pub(crate) fn decode_in_delivery(
         let mut d = module_details(m);
         add_extras(&mut d, &ctx, &extras);
         env_details(&mut d, host_id, node_id);
-        b.details = d.into_value();
+        b.details = d.into_json();
         return Ok(Record::Binary(Box::new(b)));
     }
 
@@ -337,7 +337,7 @@ pub(crate) fn decode_in_delivery(
     }
     add_extras(&mut d, &ctx, &extras);
     env_details(&mut d, host_id, node_id);
-    ev.details = d.into_value();
+    ev.details = d.into_json();
     Ok(Record::Event(ev))
 }
 
@@ -508,9 +508,9 @@ fn add_extras(d: &mut Details, ctx: &Ctx<'_>, extras: &[Payload<'_>]) {
                 sd
             }
         };
-        others.insert(p.field_name(), details.into_value());
+        others.insert_nested(p.field_name(), details);
     }
-    d.insert("other_payloads", others.into_value());
+    d.insert_nested("other_payloads", others);
 }
 
 /// The endpoint's host id and the server node id, when they say something: on a single-node
@@ -1156,7 +1156,7 @@ fn crossproc(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, m: &CbCrossProcessM
                 r.remote_proc_create_time.map(|t| t as i64),
             ),
         );
-        d.insert("remotethread", rt.into_value());
+        d.insert_nested("remotethread", rt);
     }
     ev.action = kind.map(str::to_owned);
     put_opt(d, "cross_process_type", ev.action.clone());
@@ -1353,7 +1353,7 @@ fn binary(ctx: &Ctx<'_>, m: &CbModuleInfoMsg) -> Result<Binary, String> {
         original_filename: own(&m.utf8_original_file_name),
         digsig_result: own(&m.utf8_dig_sig_result),
         digsig_publisher: own(&m.utf8_dig_sig_publisher),
-        details: Value::Null,
+        details: String::new(),
     })
 }
 
@@ -1390,8 +1390,8 @@ fn module_details(m: &CbModuleInfoMsg) -> Details {
         m.utf8_dig_sig_result_code.as_deref(),
     );
     put_str(&mut sig, "sign_time", m.utf8_dig_sig_sign_time.as_deref());
-    if !sig.0.is_empty() {
-        d.insert("digsig", sig.into_value());
+    if !sig.is_empty() {
+        d.insert_nested("digsig", sig);
     }
     put_opt(&mut d, "utf_8_copied_module_length", m.copied_module_length);
     put_str(
@@ -1548,31 +1548,82 @@ fn lookup_string(strings: &[CbStringMsg], guid: Option<i64>) -> Option<String> {
         .and_then(|s| text_opt(s.utf8string.as_deref()))
 }
 
-/// `details` under construction.
+/// The `details` object of one record, collected as key/value pairs and rendered to JSON text
+/// once, on the decode thread. A JSON map per record cost an allocation per key and per tree node,
+/// another pass to serialise it on the writer thread and a third to free it there.
+///
+/// Keys come out sorted (as `serde_json::Map` orders them); a key inserted again replaces the
+/// earlier value, as in a map.
 #[derive(Debug, Default)]
-struct Details(Map<String, Value>);
+struct Details(Vec<(&'static str, Item)>);
+
+#[derive(Debug)]
+enum Item {
+    Value(Value),
+    Nested(Details),
+}
 
 impl Details {
-    fn insert(&mut self, key: &str, v: Value) {
-        self.0.insert(key.to_owned(), v);
+    fn insert(&mut self, key: &'static str, v: Value) {
+        self.0.push((key, Item::Value(v)));
     }
 
-    fn into_value(self) -> Value {
-        Value::Object(self.0)
+    fn insert_nested(&mut self, key: &'static str, d: Details) {
+        self.0.push((key, Item::Nested(d)));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn into_json(self) -> String {
+        let mut out = Vec::with_capacity(64 + 24 * self.0.len());
+        self.write(&mut out);
+        // Only JSON text (UTF-8) was written.
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    fn write(mut self, out: &mut Vec<u8>) {
+        // Stable: of equal keys the last inserted comes last, and only the last is written.
+        self.0.sort_by(|a, b| a.0.cmp(b.0));
+        out.push(b'{');
+        let mut items = self.0.into_iter().peekable();
+        let mut first = true;
+        while let Some((key, item)) = items.next() {
+            if items.peek().is_some_and(|(next, _)| *next == key) {
+                continue;
+            }
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            write_json(out, &key);
+            out.push(b':');
+            match item {
+                Item::Value(v) => write_json(out, &v),
+                Item::Nested(d) => d.write(out),
+            }
+        }
+        out.push(b'}');
     }
 }
 
-fn put(d: &mut Details, key: &str, v: impl Into<Value>) {
+fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    // Writing a string, number, bool or tree of them into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, v);
+}
+
+fn put(d: &mut Details, key: &'static str, v: impl Into<Value>) {
     d.insert(key, v.into());
 }
 
-fn put_opt<T: Into<Value>>(d: &mut Details, key: &str, v: Option<T>) {
+fn put_opt<T: Into<Value>>(d: &mut Details, key: &'static str, v: Option<T>) {
     if let Some(v) = v {
         d.insert(key, v.into());
     }
 }
 
-fn put_str(d: &mut Details, key: &str, v: Option<&str>) {
+fn put_str(d: &mut Details, key: &'static str, v: Option<&str>) {
     if let Some(v) = nonempty(v) {
         d.insert(key, Value::String(v.to_owned()));
     }
@@ -1670,12 +1721,12 @@ mod tests {
         let e = event(&m, &amqp(1));
         assert_eq!(e.sensor_id, Some(7));
         assert_eq!(e.hostname.as_deref(), Some("ENV-HOST"));
-        assert_eq!(e.details["host_id"], 5);
-        assert_eq!(e.details["node_id"], 2);
+        assert_eq!(e.details_value()["host_id"], 5);
+        assert_eq!(e.details_value()["node_id"], 2);
         assert_eq!(e.event_type, Some(EventType::Tamper));
         assert_eq!(e.action.as_deref(), Some("CbServiceStopped"));
-        assert_eq!(e.details["tamper_type"], "CbServiceStopped");
-        assert_eq!(e.details["tamper_sent"], true);
+        assert_eq!(e.details_value()["tamper_type"], "CbServiceStopped");
+        assert_eq!(e.details_value()["tamper_sent"], true);
 
         let m2 = CbEventMsg { env: None, ..m };
         let e2 = event(&m2, &amqp(1));
@@ -1838,8 +1889,12 @@ mod tests {
         });
         let e = event(&m, &amqp(1));
         assert_eq!(e.event_type, Some(EventType::Procstart));
-        assert!(e.details.get("parent_guid").is_none(), "{}", e.details);
-        assert_eq!(e.details["parent_pid"], -1);
+        assert!(
+            e.details_value().get("parent_guid").is_none(),
+            "{}",
+            e.details
+        );
+        assert_eq!(e.details_value()["parent_pid"], -1);
         assert_eq!(e.processes.len(), 1, "{:?}", e.processes);
         assert_eq!(e.processes[0].parent_guid, None);
     }
@@ -1874,10 +1929,13 @@ mod tests {
         assert_eq!(e.md5.as_deref(), Some("01010101010101010101010101010101"));
         assert_eq!(e.command_line.as_deref(), Some("image.exe /x"));
         let parent = "00000001-0000-0af4-01d1-1e444bf4c3dd";
-        assert_eq!(e.details["parent_guid"], parent);
-        assert_eq!(e.details["parent_guid_legacy"], -8915740139778150230i64);
-        assert_eq!(e.details["parent_create_time"], 1447440685);
-        assert_eq!(e.details["actions"], serde_json::json!(["Dep"]));
+        assert_eq!(e.details_value()["parent_guid"], parent);
+        assert_eq!(
+            e.details_value()["parent_guid_legacy"],
+            -8915740139778150230i64
+        );
+        assert_eq!(e.details_value()["parent_create_time"], 1447440685);
+        assert_eq!(e.details_value()["actions"], serde_json::json!(["Dep"]));
         assert_eq!(e.processes.len(), 2);
         let own = &e.processes[0];
         assert_eq!(own.rank, Some(FactRank::Procstart));
@@ -1927,19 +1985,19 @@ mod tests {
         assert_eq!(e.event_type, Some(EventType::Childproc));
         assert_eq!(e.target_guid.as_deref(), Some(child.as_str()));
         assert_eq!(e.action.as_deref(), Some("end"));
-        assert_eq!(e.details["child_process_guid"], child.as_str());
+        assert_eq!(e.details_value()["child_process_guid"], child.as_str());
         assert_eq!(
-            e.details["parent_guid"],
+            e.details_value()["parent_guid"],
             e.process_guid.clone().unwrap().as_str()
         );
-        assert_eq!(e.details["childproc_type"], "Fork");
-        assert_eq!(e.details["childproc_suppressed"], true);
+        assert_eq!(e.details_value()["childproc_type"], "Fork");
+        assert_eq!(e.details_value()["childproc_suppressed"], true);
         assert_eq!(
-            e.details["childproc_suppressed_state"],
+            e.details_value()["childproc_suppressed_state"],
             "EventlessWithXproc"
         );
-        assert_eq!(e.details["tamper"], false);
-        assert_eq!(e.details["tamper_sent"], true);
+        assert_eq!(e.details_value()["tamper"], false);
+        assert_eq!(e.details_value()["tamper_sent"], true);
         let facts = &e.processes;
         assert_eq!(facts[0].rank, Some(FactRank::Observed));
         assert_eq!(facts[1].guid, child);
@@ -1971,8 +2029,8 @@ mod tests {
         assert_eq!(e.event_type, Some(EventType::Crossproc));
         assert_eq!(e.action.as_deref(), Some("open_thread"));
         assert_eq!(e.target_guid.as_deref(), Some(target.as_str()));
-        assert_eq!(e.details["target_create_time"], CT);
-        assert_eq!(e.details["requested_access"], 5136);
+        assert_eq!(e.details_value()["target_create_time"], CT);
+        assert_eq!(e.details_value()["requested_access"], 5136);
         assert_eq!(e.processes[1].rank, Some(FactRank::ParentReference));
         assert_eq!(e.processes[1].guid, target);
 
@@ -2022,11 +2080,14 @@ mod tests {
             assert_eq!(e.event_type, Some(EventType::Filemod));
             assert_eq!(e.path.as_deref(), Some("c:\\f.txt"));
             assert_eq!(e.action.as_deref(), Some(name));
-            assert_eq!(e.details["filetype_name"], "OfficeOpenXml");
-            assert_eq!(e.details["file_type"], 17);
-            assert_eq!(e.details["file_md5"], "EEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEE");
-            assert_eq!(e.details["tamper"], true);
-            assert_eq!(e.details["tamper_sent"], false);
+            assert_eq!(e.details_value()["filetype_name"], "OfficeOpenXml");
+            assert_eq!(e.details_value()["file_type"], 17);
+            assert_eq!(
+                e.details_value()["file_md5"],
+                "EEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEE"
+            );
+            assert_eq!(e.details_value()["tamper"], true);
+            assert_eq!(e.details_value()["tamper_sent"], false);
         }
         m.filemod = None;
         for (action, name) in [
@@ -2047,8 +2108,8 @@ mod tests {
             assert_eq!(e.action.as_deref(), Some(name));
             assert_eq!(e.path.as_deref(), Some("\\registry\\machine\\x"));
             // Not swapped (the reference forwarder's struct tags cross over).
-            assert_eq!(e.details["tamper"], true);
-            assert_eq!(e.details["tamper_sent"], false);
+            assert_eq!(e.details_value()["tamper"], true);
+            assert_eq!(e.details_value()["tamper_sent"], false);
         }
     }
 
@@ -2074,8 +2135,8 @@ mod tests {
         assert_eq!(e.protocol.as_deref(), Some("udp"));
         assert_eq!(e.direction.as_deref(), Some("inbound"));
         assert_eq!(e.domain.as_deref(), Some("apis.google.com"));
-        assert_eq!(e.details["ipv4"], "23.4.187.27");
-        assert_eq!(e.details["port"], 80);
+        assert_eq!(e.details_value()["ipv4"], "23.4.187.27");
+        assert_eq!(e.details_value()["port"], 80);
 
         m.network = None;
         let high = u64::from_le_bytes([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0]);
@@ -2109,9 +2170,9 @@ mod tests {
             Some("outbound"),
             "proto default is outbound"
         );
-        assert_eq!(e.details["protocol"], 6);
-        assert!(e.details.get("Protocol").is_none());
-        assert_eq!(e.details["ja3"], "abc");
+        assert_eq!(e.details_value()["protocol"], 6);
+        assert!(e.details_value().get("Protocol").is_none());
+        assert_eq!(e.details_value()["ja3"], "abc");
     }
 
     #[test]
@@ -2130,9 +2191,9 @@ mod tests {
         let e = event(&m, &amqp(1));
         assert_eq!(e.event_type, Some(EventType::Processblock));
         assert_eq!(e.target_guid, Some(process_guid(1, 1260, CT)));
-        assert_eq!(e.details["blocked_reason"], "Md5Hash");
-        assert_eq!(e.details["blocked_event"], "RunningProcess");
-        assert_eq!(e.details["blocked_result"], "ProcessTerminated");
+        assert_eq!(e.details_value()["blocked_reason"], "Md5Hash");
+        assert_eq!(e.details_value()["blocked_event"], "RunningProcess");
+        assert_eq!(e.details_value()["blocked_result"], "ProcessTerminated");
         assert_eq!(
             e.processes.last().unwrap().rank,
             Some(FactRank::ParentReference)
@@ -2150,9 +2211,9 @@ mod tests {
         });
         let e = event(&m, &amqp(1));
         assert_eq!(e.event_type, Some(EventType::Emet));
-        assert_eq!(e.details["mitigation"], "Eaf");
-        assert_eq!(e.details["log_id"], 1032);
-        assert_eq!(e.details["emet_timestamp"], 7);
+        assert_eq!(e.details_value()["mitigation"], "Eaf");
+        assert_eq!(e.details_value()["log_id"], 1032);
+        assert_eq!(e.details_value()["emet_timestamp"], 7);
 
         let mut m = msg();
         m.scriptexe = Some(CbScriptExecute {
@@ -2162,7 +2223,7 @@ mod tests {
         let e = event(&m, &amqp(1));
         assert_eq!(e.event_type, Some(EventType::Scriptexe));
         assert_eq!(e.sha256.as_deref(), Some("AB12"));
-        assert_eq!(e.details["script"], "Write-Host");
+        assert_eq!(e.details_value()["script"], "Write-Host");
     }
 
     #[test]
@@ -2185,8 +2246,8 @@ mod tests {
         assert_eq!(b.size, Some(1234));
         assert_eq!(b.file_description.as_deref(), Some("desc"));
         assert_eq!(b.digsig_result.as_deref(), Some("Signed"));
-        assert_eq!(b.details["digsig"]["result"], "Signed");
-        assert_eq!(b.details["icon"], "AQIDBA==");
+        assert_eq!(b.details_value()["digsig"]["result"], "Signed");
+        assert_eq!(b.details_value()["icon"], "AQIDBA==");
         assert_eq!(b.sensor_id, Some(1));
 
         m.module = Some(CbModuleInfoMsg::default());
@@ -2267,8 +2328,11 @@ mod tests {
             Some(EventType::Filemod),
             "filemod precedes regmod"
         );
-        assert_eq!(e.details["other_payloads"]["regmod"]["action"], "createkey");
-        assert_eq!(e.details["other_payloads"]["module"]["md5"], "AA");
+        assert_eq!(
+            e.details_value()["other_payloads"]["regmod"]["action"],
+            "createkey"
+        );
+        assert_eq!(e.details_value()["other_payloads"]["module"]["md5"], "AA");
     }
 
     #[test]

@@ -250,6 +250,8 @@ impl Keepalive {
     const EVERY: Duration = Duration::from_secs(10);
 
     fn start(status: String) -> Keepalive {
+        let extend = move || crate::shutdown::notify_extend_timeout(&status, Keepalive::EVERY * 3);
+        extend();
         let stop = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -257,11 +259,13 @@ impl Keepalive {
             .spawn(move || {
                 let (lock, cv) = &*flag;
                 let Ok(mut stopped) = lock.lock() else { return };
-                while !*stopped {
-                    crate::shutdown::notify_extend_timeout(&status, Keepalive::EVERY * 3);
+                loop {
                     match cv.wait_timeout(stopped, Keepalive::EVERY) {
-                        Ok((guard, _)) => stopped = guard,
-                        Err(_) => return,
+                        Ok((guard, _)) if !*guard => {
+                            stopped = guard;
+                            extend();
+                        }
+                        _ => return,
                     }
                 }
             })
@@ -528,20 +532,13 @@ fn store_events(
     let mut next_segment: i64 = tx.query_row(NEXT_SEGMENT, [], |r| r.get(0)).map_err(&err)?;
     let mut ins_event = tx.prepare_cached(INSERT_EVENT).map_err(&err)?;
     let mut ins_segment = tx.prepare_cached(INSERT_SEGMENT).map_err(&err)?;
-    let mut details = Vec::with_capacity(1024);
     let segments = processes.iter().flat_map(|members| {
         members.chunk_by(|(_, a), (_, b)| SegmentKey::of(a) == SegmentKey::of(b))
     });
     for members in segments {
         let mut ids: Option<(i64, i64)> = None;
         for &(i, e) in members {
-            details.clear();
-            serde_json::to_writer(&mut details, &e.details).map_err(|source| StoreError::Json {
-                path: path.to_path_buf(),
-                what: "event details",
-                source,
-            })?;
-            if insert_event(&mut ins_event, next_segment, e, &details).map_err(&err)? {
+            if insert_event(&mut ins_event, next_segment, e).map_err(&err)? {
                 let id = tx.last_insert_rowid();
                 ids = Some(ids.map_or((id, id), |(first, _)| (first, id)));
                 stored[i] = true;
@@ -575,11 +572,8 @@ fn insert_event(
     stmt: &mut rusqlite::CachedStatement<'_>,
     segment: i64,
     e: &Event,
-    details: &[u8],
 ) -> rusqlite::Result<bool> {
     let event_type = e.event_type.map_or(UNKNOWN_EVENT_TYPE, |t| t.as_str());
-    // serde_json writes UTF-8; binding the buffer as text avoids a copy into a String.
-    let details = ToSqlOutput::Borrowed(ValueRef::Text(details));
     let n = stmt.execute(params![
         segment,
         e.key,
@@ -599,9 +593,14 @@ fn insert_event(
         e.domain,
         e.command_line,
         e.username,
-        details,
+        details_text(&e.details),
     ])?;
     Ok(n == 1)
+}
+
+/// The stored `details` of a record: its JSON text, `{}` when it has none.
+fn details_text(details: &str) -> &str {
+    if details.is_empty() { "{}" } else { details }
 }
 
 enum BinaryOutcome {
@@ -617,11 +616,6 @@ fn store_binary(
     path: &Path,
 ) -> Result<BinaryOutcome, StoreError> {
     let err = sql_err(path);
-    let details = serde_json::to_string(&b.details).map_err(|source| StoreError::Json {
-        path: path.to_path_buf(),
-        what: "binary details",
-        source,
-    })?;
     let inserted = tx
         .prepare_cached(INSERT_BINARY)
         .and_then(|mut s| {
@@ -639,7 +633,7 @@ fn store_binary(
                 b.original_filename,
                 b.digsig_result,
                 b.digsig_publisher,
-                details,
+                details_text(&b.details),
                 now,
             ])
         })
