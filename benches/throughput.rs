@@ -33,6 +33,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+// The allocator the `cbtrail` binary ships with, so the daemon is measured as it runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Deliveries per transaction (cbtrail) and per `multiple` ack (null consumer); `batch=N`
 /// overrides it. Both sides get a prefetch of twice the batch, as the daemon's defaults have.
 static BATCH: std::sync::OnceLock<usize> = std::sync::OnceLock::new();

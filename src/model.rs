@@ -80,7 +80,8 @@ pub enum EventType {
 }
 
 impl EventType {
-    /// Every variant, in a stable order (metrics pre-registration, docs, tests).
+    /// Every variant, in declaration order, so `ALL[t as usize] == t` (counting by type in an
+    /// array; a test checks it).
     pub const ALL: [EventType; 22] = [
         EventType::Procstart,
         EventType::Procend,
@@ -394,6 +395,18 @@ impl Quarantined {
             reason,
             error,
             body,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_type_is_listed_at_its_discriminant() {
+        for (i, t) in EventType::ALL.into_iter().enumerate() {
+            assert_eq!(t as usize, i, "{t}");
         }
     }
 }

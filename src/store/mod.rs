@@ -6,6 +6,7 @@
 //! keeps them from ever blocking the writer.
 
 mod checkpoint;
+mod fast;
 pub mod read;
 pub mod retention;
 pub mod schema;

@@ -7,8 +7,11 @@
 //! per process per batch instead of one upsert per event.
 
 use super::checkpoint::Checkpointer;
+use super::fast::{FastStatement, Param};
 use super::{BatchStats, DEFAULT_BUSY_TIMEOUT, StoreError, known_schema_version, schema, sql_err};
-use crate::model::{Binary, Event, FactRank, Notification, ProcessFacts, Quarantined, Record};
+use crate::model::{
+    Binary, Event, EventType, FactRank, Notification, ProcessFacts, Quarantined, Record,
+};
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use std::collections::HashMap;
@@ -387,27 +390,25 @@ fn store_batch<'r>(
     let err = sql_err(path);
     let mut stats = BatchStats::default();
     let mut processes: HashMap<&'r str, Pending<'r>> = HashMap::new();
-    let mut sensors: HashMap<i64, SensorSeen<'r>> = HashMap::new();
+    let mut sensors = Sensors::default();
+    let mut by_type = [0u64; EventType::ALL.len()];
     let stored = store_events(tx, path, records, now)?;
 
     // Everything that depends on arrival order (process facts of equal rank: the first wins; a
     // sensor's latest host name) is learned in record order, whatever order the events were
     // stored in.
-    for (record, &is_new) in records.iter().zip(&stored) {
+    for (record, &is_new) in records.iter().zip(&stored.new) {
         match record {
             Record::Event(e) => {
                 if is_new {
                     stats.events += 1;
                     if let Some(t) = e.event_type {
-                        *stats.events_by_type.entry(t).or_default() += 1;
+                        by_type[t as usize] += 1;
                     }
-                    learn_event(&mut processes, e);
-                    see_sensor(
-                        &mut sensors,
-                        e.sensor_id,
-                        e.hostname.as_deref(),
-                        e.timestamp_ms,
-                    );
+                    for f in &e.processes {
+                        learn_fact(&mut processes, f);
+                    }
+                    sensors.see(e.sensor_id, e.hostname.as_deref(), e.timestamp_ms);
                 } else {
                     stats.duplicates += 1;
                 }
@@ -415,12 +416,7 @@ fn store_batch<'r>(
             Record::Binary(b) => match store_binary(tx, b, now, path)? {
                 BinaryOutcome::New => {
                     stats.binaries += 1;
-                    see_sensor(
-                        &mut sensors,
-                        b.sensor_id,
-                        b.hostname.as_deref(),
-                        b.timestamp_ms,
-                    );
+                    sensors.see(b.sensor_id, b.hostname.as_deref(), b.timestamp_ms);
                 }
                 BinaryOutcome::Filled => stats.binaries_updated += 1,
                 BinaryOutcome::Duplicate => stats.duplicates += 1,
@@ -439,9 +435,9 @@ fn store_batch<'r>(
                         learn_fact(&mut processes, f);
                     }
                     let ts = n.timestamp_ms.unwrap_or(0);
-                    see_sensor(&mut sensors, n.sensor_id, n.hostname.as_deref(), ts);
+                    sensors.see(n.sensor_id, n.hostname.as_deref(), ts);
                     for t in &n.targets {
-                        see_sensor(&mut sensors, t.sensor_id, t.hostname.as_deref(), ts);
+                        sensors.see(t.sensor_id, t.hostname.as_deref(), ts);
                     }
                 } else {
                     stats.duplicates += 1;
@@ -461,17 +457,36 @@ fn store_batch<'r>(
         }
     }
 
+    for (t, n) in EventType::ALL.into_iter().zip(by_type) {
+        if n > 0 {
+            stats.events_by_type.insert(t, n);
+        }
+    }
+    // A process's latest event time is a maximum: per segment, in any order.
+    for &(guid, ts) in &stored.latest {
+        let p = processes.entry(guid).or_default();
+        p.last_event_ms = Some(p.last_event_ms.map_or(ts, |t| t.max(ts)));
+    }
+
     let learned = apply_processes(tx, path, cache, processes, now, &mut stats)?;
 
     let mut upsert_sensor = tx.prepare_cached(UPSERT_SENSOR).map_err(&err)?;
-    let mut sensors: Vec<_> = sensors.into_iter().collect();
-    sensors.sort_unstable_by_key(|(id, _)| *id);
-    for (id, s) in sensors {
+    let mut sensors = sensors.seen;
+    sensors.sort_unstable_by_key(|s| s.id);
+    for s in sensors {
         upsert_sensor
-            .execute(params![id, s.hostname, s.first, s.last, now])
+            .execute(params![s.id, s.hostname, s.first, s.last, now])
             .map_err(&err)?;
     }
     Ok((stats, learned))
+}
+
+/// What [`store_events`] stored.
+struct StoredEvents<'r> {
+    /// Per record: an event that was new (not a duplicate).
+    new: Vec<bool>,
+    /// Per stored segment with a process GUID: the latest time of its new events (0 = none).
+    latest: Vec<(&'r str, i64)>,
 }
 
 /// The columns an event shares with the other events of its segment: the acting process as the
@@ -504,18 +519,20 @@ impl<'r> SegmentKey<'r> {
 /// Store the batch's events grouped into segments (see `schema::V4`): the events of one process
 /// in arrival order, one process after another in order of first appearance, so each segment's
 /// rows get consecutive ids and a process's ids follow arrival order. Within a process a new
-/// segment starts wherever the header's description of the process changes. Returns, per record,
-/// whether it was an event that is new (not a duplicate).
-fn store_events(
+/// segment starts wherever the header's description of the process changes.
+fn store_events<'r>(
     tx: &Transaction<'_>,
     path: &Path,
-    records: &[Record],
+    records: &'r [Record],
     now: i64,
-) -> Result<Vec<bool>, StoreError> {
+) -> Result<StoredEvents<'r>, StoreError> {
     let err = sql_err(path);
-    let mut stored = vec![false; records.len()];
+    let mut stored = StoredEvents {
+        new: vec![false; records.len()],
+        latest: Vec::new(),
+    };
     let mut by_process: HashMap<Option<&str>, usize> = HashMap::new();
-    let mut processes: Vec<Vec<(usize, &Event)>> = Vec::new();
+    let mut processes: Vec<Vec<(usize, &'r Event)>> = Vec::new();
     for (i, record) in records.iter().enumerate() {
         let Record::Event(e) = record else { continue };
         let n = processes.len();
@@ -530,23 +547,30 @@ fn store_events(
     }
 
     let mut next_segment: i64 = tx.query_row(NEXT_SEGMENT, [], |r| r.get(0)).map_err(&err)?;
-    let mut ins_event = tx.prepare_cached(INSERT_EVENT).map_err(&err)?;
+    let mut ins_event = FastStatement::prepare(tx, INSERT_EVENT).map_err(&err)?;
     let mut ins_segment = tx.prepare_cached(INSERT_SEGMENT).map_err(&err)?;
     let segments = processes.iter().flat_map(|members| {
         members.chunk_by(|(_, a), (_, b)| SegmentKey::of(a) == SegmentKey::of(b))
     });
     for members in segments {
         let mut ids: Option<(i64, i64)> = None;
+        let mut latest = 0;
         for &(i, e) in members {
             if insert_event(&mut ins_event, next_segment, e).map_err(&err)? {
                 let id = tx.last_insert_rowid();
                 ids = Some(ids.map_or((id, id), |(first, _)| (first, id)));
-                stored[i] = true;
+                stored.new[i] = true;
+                latest = latest.max(e.timestamp_ms);
             }
         }
         // A segment whose events were all duplicates is not stored, and its id is used again.
         let Some((first, last)) = ids else { continue };
         let key = SegmentKey::of(members[0].1);
+        if let Some(guid) = key.process_guid.filter(|g| !g.is_empty())
+            && latest > 0
+        {
+            stored.latest.push((guid, latest));
+        }
         ins_segment
             .execute(params![
                 next_segment,
@@ -568,32 +592,28 @@ fn store_events(
 }
 
 /// Insert one event into segment `segment`; false when its key is already stored.
-fn insert_event(
-    stmt: &mut rusqlite::CachedStatement<'_>,
-    segment: i64,
-    e: &Event,
-) -> rusqlite::Result<bool> {
+fn insert_event(stmt: &mut FastStatement<'_>, segment: i64, e: &Event) -> rusqlite::Result<bool> {
     let event_type = e.event_type.map_or(UNKNOWN_EVENT_TYPE, |t| t.as_str());
-    let n = stmt.execute(params![
-        segment,
-        e.key,
-        e.timestamp_ms,
-        event_type,
-        e.path,
-        e.md5,
-        e.sha256,
-        e.action,
-        e.target_guid,
-        e.remote_ip,
-        e.remote_port,
-        e.local_ip,
-        e.local_port,
-        e.protocol,
-        e.direction,
-        e.domain,
-        e.command_line,
-        e.username,
-        details_text(&e.details),
+    let n = stmt.execute(&[
+        Param::Int(segment),
+        Param::Blob(&e.key),
+        Param::Int(e.timestamp_ms),
+        Param::Text(event_type),
+        e.path.as_deref().into(),
+        e.md5.as_deref().into(),
+        e.sha256.as_deref().into(),
+        e.action.as_deref().into(),
+        e.target_guid.as_deref().into(),
+        e.remote_ip.as_deref().into(),
+        e.remote_port.into(),
+        e.local_ip.as_deref().into(),
+        e.local_port.into(),
+        e.protocol.as_deref().into(),
+        e.direction.as_deref().into(),
+        e.domain.as_deref().into(),
+        e.command_line.as_deref().into(),
+        e.username.as_deref().into(),
+        Param::Text(details_text(&e.details)),
     ])?;
     Ok(n == 1)
 }
@@ -750,30 +770,48 @@ fn store_quarantined(
 
 /// What the batch saw of one sensor.
 struct SensorSeen<'r> {
+    id: i64,
     hostname: Option<&'r str>,
     first: Option<i64>,
     last: Option<i64>,
 }
 
-fn see_sensor<'r>(
-    sensors: &mut HashMap<i64, SensorSeen<'r>>,
-    id: Option<i64>,
-    hostname: Option<&'r str>,
-    ts: i64,
-) {
-    let Some(id) = id else { return };
-    let s = sensors.entry(id).or_insert(SensorSeen {
-        hostname: None,
-        first: None,
-        last: None,
-    });
-    if hostname.is_some() {
-        s.hostname = hostname;
-    }
-    // 0 is "the header had no time", not 1970.
-    if ts > 0 {
-        s.first = Some(s.first.map_or(ts, |f| f.min(ts)));
-        s.last = Some(s.last.map_or(ts, |l| l.max(ts)));
+/// The sensors a batch saw. A batch holds a few sensors and long runs of records from each, so a
+/// list with the last one found first beats hashing the id of every record.
+#[derive(Default)]
+struct Sensors<'r> {
+    seen: Vec<SensorSeen<'r>>,
+    last: usize,
+}
+
+impl<'r> Sensors<'r> {
+    fn see(&mut self, id: Option<i64>, hostname: Option<&'r str>, ts: i64) {
+        let Some(id) = id else { return };
+        let i = match self.seen.get(self.last) {
+            Some(s) if s.id == id => self.last,
+            _ => match self.seen.iter().position(|s| s.id == id) {
+                Some(i) => i,
+                None => {
+                    self.seen.push(SensorSeen {
+                        id,
+                        hostname: None,
+                        first: None,
+                        last: None,
+                    });
+                    self.seen.len() - 1
+                }
+            },
+        };
+        self.last = i;
+        let s = &mut self.seen[i];
+        if hostname.is_some() {
+            s.hostname = hostname;
+        }
+        // 0 is "the header had no time", not 1970.
+        if ts > 0 {
+            s.first = Some(s.first.map_or(ts, |f| f.min(ts)));
+            s.last = Some(s.last.map_or(ts, |l| l.max(ts)));
+        }
     }
 }
 
@@ -936,21 +974,6 @@ fn learn_fact<'r>(processes: &mut HashMap<&'r str, Pending<'r>>, f: &'r ProcessF
         .or_default()
         .merged
         .add_fact(f);
-}
-
-fn learn_event<'r>(processes: &mut HashMap<&'r str, Pending<'r>>, e: &'r Event) {
-    for f in &e.processes {
-        learn_fact(processes, f);
-    }
-    if let Some(g) = e.process_guid.as_deref().filter(|g| !g.is_empty())
-        && e.timestamp_ms > 0
-    {
-        let p = processes.entry(g).or_default();
-        p.last_event_ms = Some(
-            p.last_event_ms
-                .map_or(e.timestamp_ms, |t| t.max(e.timestamp_ms)),
-        );
-    }
 }
 
 fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
