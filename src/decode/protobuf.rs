@@ -1597,10 +1597,13 @@ impl Details {
                 out.push(b',');
             }
             first = false;
-            write_json(out, &key);
-            out.push(b':');
+            // Keys are names written in this file: nothing in them needs escaping.
+            debug_assert!(key.bytes().all(|b| ESCAPE[usize::from(b)] == 0), "{key}");
+            out.push(b'"');
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\":");
             match item {
-                Item::Value(v) => write_json(out, &v),
+                Item::Value(v) => write_value(out, &v),
                 Item::Nested(d) => d.write(out),
             }
         }
@@ -1608,9 +1611,77 @@ impl Details {
     }
 }
 
-fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
-    // Writing a string, number, bool or tree of them into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, v);
+/// `v` as JSON text, exactly as serde_json writes it. Strings, integers and booleans, nearly
+/// everything a record holds, are written here directly; serde_json's general serializer cost
+/// more than the rest of rendering a record.
+fn write_value(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::String(s) => write_str(out, s),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) if n.is_i64() || n.is_u64() => {
+            let mut buf = itoa::Buffer::new();
+            let text = match (n.as_i64(), n.as_u64()) {
+                (Some(i), _) => buf.format(i),
+                (None, Some(u)) => buf.format(u),
+                (None, None) => unreachable!("checked: an integer"),
+            };
+            out.extend_from_slice(text.as_bytes());
+        }
+        // Floats, arrays, nested objects, null: rare, and writing into a Vec cannot fail.
+        other => {
+            let _ = serde_json::to_writer(&mut *out, other);
+        }
+    }
+}
+
+/// What a byte of a JSON string is written as: 0 itself, `u` as `\u00XX`, else `\` and that byte
+/// (serde_json's table, so the text is the same).
+const ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = b'u';
+        i += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0a] = b'n';
+    t[0x0c] = b'f';
+    t[0x0d] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
+/// `s` as a JSON string literal.
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc = ESCAPE[usize::from(b)];
+        if esc == 0 {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        match esc {
+            b'u' => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]),
+            c => out.extend_from_slice(&[b'\\', c]),
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
 }
 
 fn put(d: &mut Details, key: &'static str, v: impl Into<Value>) {
@@ -1644,6 +1715,35 @@ mod tests {
         CbHeaderMsg, CbServerEnvironmentMsg, CbSuppressedInfo,
     };
 
+    #[test]
+    fn values_are_written_exactly_as_serde_json_writes_them() {
+        let mut all_bytes = String::new();
+        for c in (0u32..0x80).filter_map(char::from_u32) {
+            all_bytes.push(c);
+        }
+        let values = [
+            Value::from(all_bytes),
+            Value::from("c:\\windows\\system32\\ntdll.dll \"quoted\" ü 日本 \u{2028}"),
+            Value::from(""),
+            Value::from(i64::MIN),
+            Value::from(-1),
+            Value::from(0),
+            Value::from(u64::MAX),
+            Value::from(true),
+            Value::from(false),
+            Value::Null,
+            Value::from(1.5),
+            serde_json::json!(["a", 1, null, {"k": "v"}]),
+        ];
+        for v in values {
+            let mut out = Vec::new();
+            write_value(&mut out, &v);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(&v).unwrap()
+            );
+        }
+    }
     const CT: i64 = 130921710236713495;
     const PARENT_CT: i64 = 130919142851396573;
 
