@@ -332,3 +332,58 @@ fn a_migration_keeps_extending_the_systemd_start_timeout() {
         "{messages:?}"
     );
 }
+
+#[test]
+fn duplicates_inside_a_multi_row_insert_leave_the_right_rows_in_the_right_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Writer::open(&dir.path().join("m.db")).unwrap();
+    let guids = [G1, G2, G3];
+    let ev = |n: usize| event(&format!("s{n}"), guids[n % 3], 1_000 + n as i64, "a.exe");
+    // 40 events, more than one statement's worth, then 40 more with every other one (and one
+    // twice in a row) already stored.
+    let first: Vec<Record> = (0..80).step_by(2).map(ev).collect();
+    assert_eq!(w.write_batch(&first).unwrap().events, 40);
+    let mut second: Vec<Record> = (0..80).map(ev).collect();
+    second.insert(5, ev(5));
+    let s = w.write_batch(&second).unwrap();
+    assert_eq!((s.events, s.duplicates), (40, 41));
+
+    let conn = w.connection();
+    for (p, g) in guids.iter().enumerate() {
+        let mut want: Vec<String> = (0..80)
+            .step_by(2)
+            .filter(|n| n % 3 == p)
+            .map(|n| format!("s{n}"))
+            .collect();
+        want.extend(
+            (1..80)
+                .step_by(2)
+                .filter(|n| n % 3 == p)
+                .map(|n| format!("s{n}")),
+        );
+        assert_eq!(seeds_of(conn, g), want, "{g}");
+    }
+    // Every row is in exactly one segment, which covers nothing else.
+    let orphans: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM event_rows e WHERE NOT EXISTS (SELECT 1 FROM event_segments s \
+             WHERE s.id = e.segment_id AND e.id BETWEEN s.first_id AND s.last_id)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(orphans, 0);
+    let foreign: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM event_segments s JOIN event_rows e \
+             ON e.id BETWEEN s.first_id AND s.last_id WHERE e.segment_id <> s.id",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(foreign, 0);
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 80);
+}
