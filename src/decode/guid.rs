@@ -168,10 +168,12 @@ pub fn ipv6_from_sensor(high: u64, low: u64, scope: Option<&str>) -> String {
 
 /// Raw hash bytes → upper-case hex.
 pub fn hex_upper(bytes: &[u8]) -> String {
-    let mut out = Vec::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(HEX_UPPER[(b >> 4) as usize]);
-        out.push(HEX_UPPER[(b & 0xf) as usize]);
+    // Sized up front and filled pairwise: pushing digit by digit checked the capacity 64 times
+    // for every sha256.
+    let mut out = vec![0u8; bytes.len() * 2];
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX_UPPER[(b >> 4) as usize];
+        pair[1] = HEX_UPPER[(b & 0xf) as usize];
     }
     // Only ASCII hex digits were pushed.
     String::from_utf8(out).unwrap_or_default()
