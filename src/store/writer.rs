@@ -253,7 +253,13 @@ impl Keepalive {
     const EVERY: Duration = Duration::from_secs(10);
 
     fn start(status: String) -> Keepalive {
-        let extend = move || crate::shutdown::notify_extend_timeout(&status, Keepalive::EVERY * 3);
+        Keepalive::start_with(Keepalive::EVERY, move || {
+            crate::shutdown::notify_extend_timeout(&status, Keepalive::EVERY * 3)
+        })
+    }
+
+    /// Call `extend` now and then every `every` until dropped.
+    fn start_with(every: Duration, extend: impl Fn() + Send + 'static) -> Keepalive {
         extend();
         let stop = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
         let flag = stop.clone();
@@ -262,13 +268,15 @@ impl Keepalive {
             .spawn(move || {
                 let (lock, cv) = &*flag;
                 let Ok(mut stopped) = lock.lock() else { return };
-                loop {
-                    match cv.wait_timeout(stopped, Keepalive::EVERY) {
-                        Ok((guard, _)) if !*guard => {
-                            stopped = guard;
-                            extend();
-                        }
-                        _ => return,
+                // The flag is checked before every wait: a stop signalled before this thread
+                // first waits must not be missed (it made every migration last `every`).
+                while !*stopped {
+                    match cv.wait_timeout(stopped, every) {
+                        Ok((guard, _)) => stopped = guard,
+                        Err(_) => return,
+                    }
+                    if !*stopped {
+                        extend();
                     }
                 }
             })
@@ -1290,6 +1298,34 @@ mod tests {
                 "{sql}\nbuilds a temporary B-tree per execution: {ops:?}"
             );
         }
+    }
+
+    /// Regression: a stop signalled before the keepalive thread first waited was missed, so every
+    /// migration (four for a new file) waited out the full interval: 10 s each.
+    #[test]
+    fn a_keepalive_stops_at_once_however_early_it_is_dropped() {
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let counted = calls.clone();
+        std::thread::spawn(move || {
+            for _ in 0..200 {
+                let c = counted.clone();
+                drop(Keepalive::start_with(
+                    Duration::from_secs(3600),
+                    move || {
+                        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    },
+                ));
+            }
+            let _ = done_tx.send(());
+        });
+        // With the bug one of the 200 blocks for an hour; without it all take microseconds.
+        assert!(
+            done_rx.recv_timeout(Duration::from_secs(60)).is_ok(),
+            "dropping a keepalive waited for its interval"
+        );
+        // Each announced itself once, when it started.
+        assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 200);
     }
 
     #[test]
