@@ -332,6 +332,7 @@ async fn session(
                 None => break,
             }
         }
+        metrics::deliveries(burst.iter().map(|i| (&i.meta, i.body.len())));
         if input.send(burst).await.is_err() {
             // The pipeline stopped (its writer failed for good): end the session; run() reports it.
             return Ok(Some(conn));
@@ -343,7 +344,7 @@ async fn session(
 /// only bounds how far a batch can run over `store.batch_size` (it takes whole bursts).
 const MAX_BURST: usize = 256;
 
-/// A delivery as the pipeline takes it, counted in the metrics.
+/// A delivery as the pipeline takes it.
 fn incoming(delivery: Delivery) -> Incoming {
     let meta = DeliveryMeta {
         exchange: delivery.exchange.as_str().to_string(),
@@ -355,7 +356,6 @@ fn incoming(delivery: Delivery) -> Incoming {
             .map(|c| c.as_str().to_string()),
         headers: bus::headers_to_json(delivery.properties.headers().as_ref()),
     };
-    metrics::delivery(&meta, delivery.data.len());
     Incoming {
         meta,
         body: delivery.data,

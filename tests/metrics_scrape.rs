@@ -68,10 +68,11 @@ async fn scrape_shows_every_name_with_its_type() {
         content_type: Some(content_type.into()),
         ..DeliveryMeta::default()
     };
-    for _ in 0..9 {
-        metrics::delivery(&meta("api.rawsensordata", "application/zip"), 4620);
-    }
-    metrics::delivery(&meta("api.events", "application/json"), 100);
+    let zip = meta("api.rawsensordata", "application/zip");
+    let json = meta("api.events", "application/json");
+    // Runs of equal labels and a change in the middle of a burst.
+    metrics::deliveries(std::iter::repeat_n((&zip, 4620), 5).chain([(&json, 100)]));
+    metrics::deliveries(std::iter::repeat_n((&zip, 4620), 4));
     let mut stats = BatchStats {
         events: 3,
         binaries: 1,
