@@ -2,7 +2,7 @@
 //! run (timings on a shared machine are noisy; ratios are not).
 //!
 //! ```text
-//! bash scripts/bench.sh                      # or: cargo bench --bench throughput -- [singles=N] [events=N] [batch=N] [latency=MS] [sync=normal]
+//! bash scripts/bench.sh                      # or: cargo bench --bench throughput -- [singles=N] [events=N] [batch=N] [prefetch=N] [latency=MS] [sync=normal]
 //! ```
 //!
 //! For each scenario the generator's traffic is published once into two queues bound alike:
@@ -38,7 +38,8 @@ use std::time::{Duration, Instant};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Deliveries per transaction (cbtrail) and per `multiple` ack (null consumer); `batch=N`
-/// overrides it. Both sides get a prefetch of twice the batch, as the daemon's defaults have.
+/// overrides it. Both sides get the same prefetch: by default the batch times the ratio of the
+/// daemon's default prefetch to its default batch size.
 static BATCH: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 
 fn batch() -> usize {
@@ -48,8 +49,16 @@ fn batch() -> usize {
 /// `latency=MS`: cbtrail's `store.batch_max_latency_ms` (default: the daemon's own default).
 static LATENCY_MS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
 
+/// `prefetch=N`: both sides' prefetch window.
+static PREFETCH: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+
 fn prefetch() -> u16 {
-    u16::try_from(batch() * 2).unwrap_or(u16::MAX)
+    if let Some(p) = PREFETCH.get() {
+        return *p;
+    }
+    let d = Settings::default();
+    let per_batch = (d.amqp.prefetch as usize / d.store.batch_size).max(1);
+    u16::try_from(batch() * per_batch).unwrap_or(u16::MAX)
 }
 
 fn rabbitmqctl(args: &[&str]) {
@@ -98,12 +107,13 @@ fn main() {
             LATENCY_MS
                 .set(v.parse().expect("latency=MS"))
                 .expect("latency= given once");
+        } else if let Some(v) = a.strip_prefix("prefetch=") {
+            PREFETCH
+                .set(v.parse().expect("prefetch=N (1 to 65535)"))
+                .expect("prefetch= given once");
         } else if let Some(v) = a.strip_prefix("batch=") {
             let n: usize = v.parse().expect("batch=N");
-            assert!(
-                (1..=32_767).contains(&n),
-                "batch=N: 1 to 32767 (prefetch is 2N)"
-            );
+            assert!((1..=65_535).contains(&n), "batch=N: 1 to 65535");
             BATCH.set(n).expect("batch= given once");
         }
         // cargo bench passes --bench; ignore other flags.
