@@ -8,16 +8,6 @@ use cbtrail::store::schema::{MIGRATIONS, SCHEMA_VERSION};
 use rusqlite::Connection;
 use treedb::*;
 
-fn plan(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> String {
-    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-    let rows = stmt
-        .query_map(params, |r| r.get::<_, String>(3))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect::<Vec<_>>();
-    rows.join(" | ")
-}
-
 #[test]
 fn v2_applies_over_a_v1_database_with_data() {
     let dir = tempfile::tempdir().unwrap();

@@ -2,25 +2,18 @@
 //! migration of existing rows, how the writer groups a batch, the view's triggers, and the query
 //! plans analysts and the exports rely on.
 
+mod treedb;
+
 use cbtrail::model::{Event, EventType, Record, record_key};
 use cbtrail::store::schema::{MIGRATIONS, SCHEMA_VERSION};
 use cbtrail::store::{Writer, fingerprint};
 use rusqlite::{Connection, params};
 use serde_json::json;
+use treedb::plan;
 
 const G1: &str = "00000007-0000-0b1c-01d9-1a2b3c4d5e6f";
 const G2: &str = "00000007-0000-0c2d-01d9-2a2b3c4d5e6f";
 const G3: &str = "00000007-0000-0d3e-01d9-3a2b3c4d5e6f";
-
-fn plan(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> String {
-    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-    let rows = stmt
-        .query_map(params, |r| r.get::<_, String>(3))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect::<Vec<_>>();
-    rows.join(" | ")
-}
 
 /// Every column of the `events` relation (table before V4, view after), in id order.
 fn dump(conn: &Connection) -> Vec<Vec<rusqlite::types::Value>> {

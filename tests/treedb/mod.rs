@@ -6,6 +6,17 @@ use cbtrail::store::schema::MIGRATIONS;
 use rusqlite::{Connection, params};
 use std::path::{Path, PathBuf};
 
+/// SQLite's query plan for `sql`, its steps joined by ` | `.
+pub fn plan(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> String {
+    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    let rows = stmt
+        .query_map(params, |r| r.get::<_, String>(3))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>();
+    rows.join(" | ")
+}
+
 /// A migrated database file in `dir`, in WAL mode like the daemon's.
 pub fn fresh_db(dir: &Path) -> (PathBuf, Connection) {
     let path = dir.join("cbtrail.db");
