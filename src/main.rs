@@ -295,7 +295,7 @@ fn init_logging(level: &str) -> cbtrail::daemon::LogReloader {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|v| EnvFilter::try_new(v).ok())
-        .unwrap_or_else(|| EnvFilter::new(level));
+        .unwrap_or_else(|| EnvFilter::new(quiet_returns(level)));
     let (filter, handle) = reload::Layer::new(filter);
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let terminal = std::io::stderr().is_terminal();
@@ -313,7 +313,15 @@ fn init_logging(level: &str) -> cbtrail::daemon::LogReloader {
         if rust_log {
             return Err("RUST_LOG is set and takes precedence".into());
         }
-        let f = EnvFilter::try_new(new).map_err(|e| e.to_string())?;
+        let f = EnvFilter::try_new(quiet_returns(new)).map_err(|e| e.to_string())?;
         handle.reload(f).map_err(|e| e.to_string())
     })
+}
+
+/// `level` with lapin's own report of returned (unroutable) messages switched off: it logs each
+/// one at WARN with its whole body, tens of kilobytes per zip bundle, so publishing to exchanges
+/// nobody has bound yet flooded the terminal. `cbtrail publish` counts them itself and says so
+/// in one line; `RUST_LOG` can still turn lapin's report back on.
+fn quiet_returns(level: &str) -> String {
+    format!("{level},lapin::returned_messages=off")
 }

@@ -287,3 +287,34 @@ fn bad_input_is_quarantined_intact_and_consumption_goes_on() {
     assert!(st.success());
     assert_eq!(broker.queue_state(&d.queue), Some((0, 0, 0)));
 }
+
+/// Publishing before any queue is bound: every message comes back unroutable. cbtrail says so in
+/// one line; lapin's own WARN per returned message (with the whole body) used to flood stderr.
+#[test]
+fn publishing_to_unbound_exchanges_says_so_in_one_line() {
+    let broker = Broker::new("unbound");
+    let out = Command::new(bin())
+        .args([
+            "publish",
+            "--amqp",
+            &broker.url(),
+            "--connection-name",
+            &unique("publisher"),
+            "--synthetic",
+            "hosts=2,processes=5,events=10,mode=bundles,bundle_records=20,seed=3",
+        ])
+        .output()
+        .expect("running cbtrail publish");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let unroutable: u64 = stdout
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("unroutable="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no unroutable= in {stdout}"));
+    assert!(unroutable > 0, "{stdout}");
+    assert!(stderr.contains("reached no queue"), "{stderr}");
+    assert!(!stderr.contains("returned"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
