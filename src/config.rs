@@ -105,8 +105,9 @@ pub struct AmqpSettings {
     /// Unacknowledged deliveries the broker may push ahead; at least the batch size. Deliveries
     /// are acknowledged only after their batch commits, so the window must hold the batch being
     /// committed, the ones filling behind it and the acknowledgements on their way: at twice the
-    /// batch size the broker sat waiting for acks between batches. Memory in flight is at most
-    /// `prefetch` message bodies.
+    /// batch size the broker sat waiting for acks between batches. Memory grows with it: every
+    /// delivery in the window may be held, decoded, until its batch commits (see the README's
+    /// Performance section for measured peaks).
     pub prefetch: u16,
     /// Shown in the broker's management UI and `rabbitmqctl list_connections`.
     pub connection_name: String,
