@@ -572,19 +572,10 @@ mod tests {
     fn default_prefetch_holds_several_batches() {
         // Acks wait for commits: with room for only two batches the broker idled between them
         // (single messages: 0.51-0.80 of the null consumer against 0.66-0.82 at four, interleaved
-        // bench runs). The shipped config file must say the same as the built-in default.
+        // bench runs). The shipped config file says the same as the defaults: see
+        // `shipped_example_config_is_valid_and_complete`.
         let s = load("", &[]).unwrap();
         assert!(s.amqp.prefetch as usize >= 4 * s.store.batch_size);
-        let shipped = Settings::load_with_env(
-            Some(Path::new(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/deploy/cbtrail.toml"
-            ))),
-            std::iter::empty(),
-        )
-        .unwrap();
-        assert_eq!(shipped.amqp.prefetch, s.amqp.prefetch);
-        assert_eq!(shipped.store.batch_size, s.store.batch_size);
     }
 
     #[test]
