@@ -2,7 +2,7 @@
 //! run (timings on a shared machine are noisy; ratios are not).
 //!
 //! ```text
-//! bash scripts/bench.sh                      # or: cargo bench --bench throughput -- [singles=N] [events=N] [batch=N] [prefetch=N] [latency=MS] [sync=normal]
+//! bash scripts/bench.sh                      # or: cargo bench --bench throughput -- [singles=N] [events=N] [batch=N] [records=N] [prefetch=N] [latency=MS] [sync=normal]
 //! ```
 //!
 //! For each scenario the generator's traffic is published once into two queues bound alike:
@@ -49,6 +49,9 @@ fn batch() -> usize {
 /// `latency=MS`: cbtrail's `store.batch_max_latency_ms` (default: the daemon's own default).
 static LATENCY_MS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
 
+/// `records=N`: cbtrail's `store.batch_max_records` (default: the daemon's own default).
+static MAX_RECORDS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
 /// `prefetch=N`: both sides' prefetch window.
 static PREFETCH: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
 
@@ -86,9 +89,9 @@ struct Measured {
     /// Seconds a bare insert loop takes to store the same event rows (see [`sqlite_floor`]).
     floor_secs: f64,
     /// CPU seconds while the null consumer drained: (broker, this process by thread name).
-    null_cpu: (f64, Vec<(String, f64)>),
+    null_cpu: Usage,
     /// The same while cbtrail drained.
-    cbtrail_cpu: (f64, Vec<(String, f64)>),
+    cbtrail_cpu: Usage,
 }
 
 fn main() {
@@ -111,6 +114,10 @@ fn main() {
             PREFETCH
                 .set(v.parse().expect("prefetch=N (1 to 65535)"))
                 .expect("prefetch= given once");
+        } else if let Some(v) = a.strip_prefix("records=") {
+            MAX_RECORDS
+                .set(v.parse().expect("records=N"))
+                .expect("records= given once");
         } else if let Some(v) = a.strip_prefix("batch=") {
             let n: usize = v.parse().expect("batch=N");
             assert!((1..=65_535).contains(&n), "batch=N: 1 to 65535");
@@ -167,12 +174,14 @@ fn main() {
         "\nCPU seconds while each side drained (2 cores: a side can use at most 2 x its wall time)"
     );
     for (name, m) in &results {
-        for (side, secs, (broker, threads)) in [
+        for (side, secs, usage) in [
             ("null", m.null_secs, &m.null_cpu),
             ("cbtrail", m.cbtrail_secs, &m.cbtrail_cpu),
         ] {
-            let ours: f64 = threads.iter().map(|(_, c)| c).sum();
-            let per_thread: Vec<String> = threads
+            let broker = usage.broker;
+            let ours: f64 = usage.threads.iter().map(|(_, c)| c).sum();
+            let per_thread: Vec<String> = usage
+                .threads
                 .iter()
                 .filter(|(_, c)| *c >= 0.005)
                 .map(|(t, c)| format!("{t} {c:.2}"))
@@ -182,6 +191,17 @@ fn main() {
                 per_thread.join(", ")
             );
         }
+    }
+    println!(
+        "\nwritten by cbtrail while it drained (WAL frames and checkpoint copies, /proc/self/io wchar)"
+    );
+    for (name, m) in &results {
+        let w = m.cbtrail_cpu.written;
+        println!(
+            "{name:<40} {:>8.0} MB   {:>6.0} bytes per event",
+            w as f64 / 1e6,
+            w as f64 / m.events.max(1) as f64
+        );
     }
     println!(
         "\nthe SQLite ceiling: the same event rows inserted by a bare loop, no index (see sqlite_floor)"
@@ -414,6 +434,9 @@ fn daemon_settings(url: &str, queue: &str, db: &Path) -> Settings {
     s.amqp.connection_name = "bench-cbtrail".into();
     s.store.path = db.to_path_buf();
     s.store.batch_size = batch();
+    if let Some(n) = MAX_RECORDS.get() {
+        s.store.batch_max_records = *n;
+    }
     if let Some(ms) = LATENCY_MS.get() {
         s.store.batch_max_latency_ms = *ms;
     }
@@ -502,6 +525,9 @@ fn fingerprint(db: &Path) -> std::collections::BTreeMap<String, (u64, u128)> {
 struct CpuSnapshot {
     broker: f64,
     threads: std::collections::BTreeMap<String, f64>,
+    /// Bytes this process has handed to `write` calls (`wchar` of /proc/self/io): for cbtrail's
+    /// drain, what SQLite wrote (WAL frames, then the checkpoint's copies into the database).
+    written: u64,
 }
 
 impl CpuSnapshot {
@@ -523,12 +549,22 @@ impl CpuSnapshot {
                     stat_cpu(&t.path().join("stat"));
             }
         }
-        CpuSnapshot { broker, threads }
+        let written = std::fs::read_to_string("/proc/self/io")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("wchar:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        CpuSnapshot {
+            broker,
+            threads,
+            written,
+        }
     }
 
-    /// CPU used since this snapshot: (broker, per thread name). Threads that ended in between are
-    /// not seen; the stages measured here all outlive the measurement.
-    fn since(&self) -> (f64, Vec<(String, f64)>) {
+    /// Used since this snapshot: broker CPU, CPU per thread name, bytes written. Threads that
+    /// ended in between are not seen; the stages measured here all outlive the measurement.
+    fn since(&self) -> Usage {
         let now = CpuSnapshot::take();
         let threads = now
             .threads
@@ -540,8 +576,19 @@ impl CpuSnapshot {
                 )
             })
             .collect();
-        (now.broker - self.broker, threads)
+        Usage {
+            broker: now.broker - self.broker,
+            threads,
+            written: now.written.saturating_sub(self.written),
+        }
     }
+}
+
+/// What one side used while it drained (see [`CpuSnapshot::since`]).
+struct Usage {
+    broker: f64,
+    threads: Vec<(String, f64)>,
+    written: u64,
 }
 
 /// utime + stime of a /proc `stat` file, in seconds.

@@ -167,6 +167,8 @@ pub struct StoreSettings {
     pub synchronous: Synchronous,
     /// Deliveries per transaction.
     pub batch_size: usize,
+    /// Records (events, binaries, notifications) per transaction; a zip bundle holds hundreds.
+    pub batch_max_records: usize,
     /// Longest a delivery waits for its batch to fill before it is committed (and acked).
     pub batch_max_latency_ms: u64,
     /// Keep events, notifications and quarantine rows this many days; 0 keeps everything.
@@ -184,6 +186,7 @@ impl Default for StoreSettings {
             path: dir.join("cbtrail.db"),
             synchronous: Synchronous::Full,
             batch_size: 1000,
+            batch_max_records: crate::pipeline::DEFAULT_BATCH_MAX_RECORDS,
             batch_max_latency_ms: 100,
             retention_days: 0,
             retention_interval_hours: 6,
@@ -328,6 +331,9 @@ impl Settings {
                     s.batch_size
                 ),
             ));
+        }
+        if s.batch_max_records == 0 {
+            return Err(key("store.batch_max_records", "must be at least 1".into()));
         }
         if s.batch_max_latency_ms == 0 {
             return Err(key(
@@ -600,6 +606,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("metrics.listen"), "{e}");
+        let e = load("[store]\nbatch_max_records = 0\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("store.batch_max_records"), "{e}");
         let e = load("[store]\nsynchronous = \"sometimes\"\n", &[])
             .unwrap_err()
             .to_string();

@@ -139,6 +139,7 @@ async fn run_with(
     tracing::info!(db = %settings.store.path.display(), "database open");
     let opts = BatchOptions::new(
         settings.store.batch_size,
+        settings.store.batch_max_records,
         Duration::from_millis(settings.store.batch_max_latency_ms),
     );
     let pipeline = Pipeline::start(writer, opts, settings.amqp.prefetch as usize);

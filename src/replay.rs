@@ -53,7 +53,11 @@ pub fn replay(
     let writer = Writer::open(db)?;
     let pipeline = Pipeline::start(
         writer,
-        BatchOptions::new(batch_size, Duration::from_millis(50)),
+        BatchOptions::new(
+            batch_size,
+            crate::pipeline::DEFAULT_BATCH_MAX_RECORDS,
+            Duration::from_millis(50),
+        ),
         (batch_size * 2).div_ceil(REPLAY_BURST),
     );
     let (input, mut committed, threads) = pipeline.into_parts();
