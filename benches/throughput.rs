@@ -88,10 +88,10 @@ struct Measured {
     cbtrail_secs: f64,
     /// Seconds a bare insert loop takes to store the same event rows (see [`sqlite_floor`]).
     floor_secs: f64,
-    /// CPU seconds while the null consumer drained: (broker, this process by thread name).
-    null_cpu: Usage,
+    /// What the null consumer's drain used: broker CPU, this process's CPU by thread name, bytes written.
+    null_usage: Usage,
     /// The same while cbtrail drained.
-    cbtrail_cpu: Usage,
+    cbtrail_usage: Usage,
 }
 
 fn main() {
@@ -175,8 +175,8 @@ fn main() {
     );
     for (name, m) in &results {
         for (side, secs, usage) in [
-            ("null", m.null_secs, &m.null_cpu),
-            ("cbtrail", m.cbtrail_secs, &m.cbtrail_cpu),
+            ("null", m.null_secs, &m.null_usage),
+            ("cbtrail", m.cbtrail_secs, &m.cbtrail_usage),
         ] {
             let broker = usage.broker;
             let ours: f64 = usage.threads.iter().map(|(_, c)| c).sum();
@@ -196,7 +196,7 @@ fn main() {
         "\nwritten by cbtrail while it drained (WAL frames and checkpoint copies, /proc/self/io wchar)"
     );
     for (name, m) in &results {
-        let w = m.cbtrail_cpu.written;
+        let w = m.cbtrail_usage.written;
         println!(
             "{name:<40} {:>8.0} MB   {:>6.0} bytes per event",
             w as f64 / 1e6,
@@ -333,7 +333,7 @@ async fn run_scenario(sc: &Scenario, synchronous: cbtrail::store::Synchronous) -
 
     let before = CpuSnapshot::take();
     let null_secs = null_consumer(&url, "bench-null", messages.len() as u64).await;
-    let null_cpu = before.since();
+    let null_usage = before.since();
     eprintln!("   null consumer: {null_secs:.2} s");
 
     let db = settings.store.path.clone();
@@ -353,7 +353,7 @@ async fn run_scenario(sc: &Scenario, synchronous: cbtrail::store::Synchronous) -
             "cbtrail did not finish"
         );
     };
-    let cbtrail_cpu = before.since();
+    let cbtrail_usage = before.since();
     let _ = stop_tx.send(true);
     daemon.await.unwrap().expect("daemon");
     eprintln!("   cbtrail: {cbtrail_secs:.2} s");
@@ -368,8 +368,8 @@ async fn run_scenario(sc: &Scenario, synchronous: cbtrail::store::Synchronous) -
         events,
         null_secs,
         cbtrail_secs,
-        null_cpu,
-        cbtrail_cpu,
+        null_usage,
+        cbtrail_usage,
         floor_secs,
     }
 }
