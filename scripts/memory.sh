@@ -4,6 +4,7 @@
 # peak resident size (VmHWM) and the drain time. Runs in a vhost of its own, removed afterwards.
 #   bash scripts/memory.sh [PREFETCH] [SPEC]
 #   (defaults: the daemon's default prefetch; 582,518 events in 14,135 bundles)
+#   The byte budget of the window: CBTRAIL_AMQP__PREFETCH_BYTES=N bash scripts/memory.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-rabbitmq.sh
@@ -31,7 +32,7 @@ url="amqp://guest:guest@127.0.0.1:5672/$vhost"
     [ -n "$prefetch" ] && echo "prefetch = $prefetch"
     echo "[store]"
     echo "path = \"$dir/cbtrail.db\""
-    [ -n "$prefetch" ] && [ "$prefetch" -lt 1000 ] && echo "batch_size = $prefetch"
+    [ -n "$prefetch" ] && [ "$prefetch" -lt 5000 ] && echo "batch_size = $prefetch"
     echo "[metrics]"
     echo "listen = \"\""
     echo "[exports]"

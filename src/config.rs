@@ -102,13 +102,17 @@ pub struct AmqpSettings {
     pub routing_keys: Vec<String>,
     /// Fanout exchange of raw sensor zip bundles; empty to not bind it.
     pub raw_exchange: String,
-    /// Unacknowledged deliveries the broker may push ahead; at least the batch size. Deliveries
-    /// are acknowledged only after their batch commits, so the window must hold the batch being
-    /// committed, the ones filling behind it and the acknowledgements on their way: at twice the
-    /// batch size the broker sat waiting for acks between batches. Memory grows with it: every
+    /// Most unacknowledged deliveries the broker may push ahead; at least the batch size.
+    /// Deliveries are acknowledged only after their batch commits, so the window must hold the
+    /// batch being committed, the ones filling behind it and the acknowledgements on their way: at
+    /// twice the batch size the broker sat waiting for acks between batches.
+    pub prefetch: u16,
+    /// Body bytes the prefetch window may hold: the window is `prefetch_bytes / mean body size`,
+    /// between 64 and `prefetch` deliveries, so single events get the whole `prefetch` and zip
+    /// bundles (a hundred times larger) a window of their own size. Memory grows with it: every
     /// delivery in the window may be held, decoded, until its batch commits (see the README's
     /// Performance section for measured peaks).
-    pub prefetch: u16,
+    pub prefetch_bytes: u64,
     /// Shown in the broker's management UI and `rabbitmqctl list_connections`.
     pub connection_name: String,
     /// Longest wait between reconnect attempts.
@@ -148,7 +152,8 @@ impl Default for AmqpSettings {
             .map(|s| s.to_string())
             .collect(),
             raw_exchange: "api.rawsensordata".into(),
-            prefetch: 4000,
+            prefetch: 20_000,
+            prefetch_bytes: 16 * 1024 * 1024,
             connection_name: "cbtrail".into(),
             reconnect_max_secs: 30,
             heartbeat_secs: 30,
@@ -185,7 +190,7 @@ impl Default for StoreSettings {
         StoreSettings {
             path: dir.join("cbtrail.db"),
             synchronous: Synchronous::Full,
-            batch_size: 1000,
+            batch_size: 5000,
             batch_max_records: crate::pipeline::DEFAULT_BATCH_MAX_RECORDS,
             batch_max_latency_ms: 100,
             retention_days: 0,
@@ -300,6 +305,9 @@ impl Settings {
         }
         if a.prefetch == 0 {
             return Err(key("amqp.prefetch", "must be at least 1".into()));
+        }
+        if a.prefetch_bytes == 0 {
+            return Err(key("amqp.prefetch_bytes", "must be at least 1".into()));
         }
         if a.url.is_empty() && a.host.trim().is_empty() {
             return Err(key("amqp.host", "must not be empty".into()));
@@ -585,6 +593,14 @@ mod tests {
     }
 
     #[test]
+    fn zero_prefetch_bytes_is_refused() {
+        let e = load("[amqp]\nprefetch_bytes = 0\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("amqp.prefetch_bytes"), "{e}");
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let e = load("[amqp]\nhots = \"x\"\n", &[]).unwrap_err().to_string();
         assert!(e.contains("hots"), "{e}");
@@ -598,7 +614,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("port"), "{e}");
-        let e = load("[store]\nbatch_size = 5000\n", &[])
+        let e = load("[store]\nbatch_size = 30000\n", &[])
             .unwrap_err()
             .to_string();
         assert!(e.contains("amqp.prefetch"), "{e}");

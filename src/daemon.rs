@@ -9,6 +9,7 @@
 //! Shutdown (SIGTERM/SIGINT): cancel the consumer, let the pipeline commit what it holds, acknowledge
 //! it, close the connection, exit 0.
 
+use crate::bus::window::Window;
 use crate::bus::{self, BusError};
 use crate::config::{ConfigError, Settings};
 use crate::metrics;
@@ -21,7 +22,7 @@ use crate::store::{StoreError, Writer, WriterOptions};
 use futures_lite::StreamExt;
 use lapin::Connection;
 use lapin::message::Delivery;
-use lapin::options::{BasicCancelOptions, BasicConsumeOptions};
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -216,11 +217,13 @@ async fn supervise(
 ) -> Option<Connection> {
     let mut backoff = Duration::from_millis(500);
     let mut ready_sent = false;
+    // What the window learned of the traffic outlives a session: a reconnect starts where it was.
+    let mut window = Window::new(settings.amqp.prefetch, settings.amqp.prefetch_bytes);
     loop {
         if stop.is_requested() {
             return None;
         }
-        match session(settings, input, &mut stop, &mut ready_sent).await {
+        match session(settings, input, &mut stop, &mut ready_sent, &mut window).await {
             Ok(conn) => return conn,
             Err(e) => {
                 metrics::connection_up(false);
@@ -237,12 +240,109 @@ async fn supervise(
     }
 }
 
+/// The pipeline stopped taking deliveries (its writer failed for good).
+struct PipelineGone;
+
+/// Hand a burst to the pipeline, counting it and letting the window see its sizes.
+async fn forward(
+    input: &mpsc::Sender<Vec<Incoming>>,
+    window: &mut Window,
+    burst: Vec<Incoming>,
+) -> Result<(), PipelineGone> {
+    metrics::deliveries(burst.iter().map(|i| (&i.meta, i.body.len())));
+    window.observe(burst.iter().map(|i| i.body.len()));
+    input.send(burst).await.map_err(|_| PipelineGone)
+}
+
+/// One subscription of our queue: its consumer and the tag that cancels it.
+struct Subscription {
+    consumer: lapin::Consumer,
+    tag: String,
+    generation: u64,
+}
+
+impl Subscription {
+    async fn start(
+        channel: &lapin::Channel,
+        queue: &str,
+        generation: u64,
+    ) -> Result<Subscription, BusError> {
+        // A new tag per subscription: the broker may still be finishing the old one's cancel.
+        let tag = format!("cbtrail-{}-{generation}", std::process::id());
+        let consumer = channel
+            .basic_consume(
+                queue.into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(BusError::amqp(format!("consuming from {queue}")))?;
+        Ok(Subscription {
+            consumer,
+            tag,
+            generation,
+        })
+    }
+
+    async fn cancel(&self, channel: &lapin::Channel) -> Result<(), BusError> {
+        channel
+            .basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default())
+            .await
+            .map_err(BusError::amqp("cancelling the consumer"))
+    }
+
+    /// Move to a new prefetch window. The broker fixes a consumer's window when it subscribes, so
+    /// this cancels the subscription, passes on what it had already received (those deliveries stay
+    /// unacknowledged on the channel and are acknowledged as usual after their commit), and
+    /// subscribes again with the new window.
+    async fn resize(
+        &mut self,
+        channel: &lapin::Channel,
+        queue: &str,
+        prefetch: u16,
+        input: &mpsc::Sender<Vec<Incoming>>,
+        window: &mut Window,
+    ) -> Result<Result<(), PipelineGone>, BusError> {
+        self.cancel(channel).await?;
+        // After the cancel the stream yields what was already received, then ends.
+        let mut burst = Vec::new();
+        while let Some(next) = self.consumer.next().await {
+            let d = next.map_err(BusError::amqp("draining the cancelled consumer"))?;
+            burst.push(incoming(d));
+            if burst.len() == MAX_BURST
+                && let Err(gone) = forward(input, window, std::mem::take(&mut burst)).await
+            {
+                return Ok(Err(gone));
+            }
+        }
+        if !burst.is_empty()
+            && let Err(gone) = forward(input, window, burst).await
+        {
+            return Ok(Err(gone));
+        }
+        channel
+            .basic_qos(prefetch, BasicQosOptions { global: false })
+            .await
+            .map_err(BusError::amqp("setting prefetch"))?;
+        *self = Subscription::start(channel, queue, self.generation + 1).await?;
+        metrics::prefetch_window(prefetch);
+        tracing::info!(
+            prefetch,
+            mean_body_bytes = window.mean_body_bytes() as u64,
+            "prefetch window resized to the traffic"
+        );
+        Ok(Ok(()))
+    }
+}
+
 /// One connection's life. Returns `Ok(Some(conn))` when a stop was requested.
 async fn session(
     settings: &Settings,
     input: &mpsc::Sender<Vec<Incoming>>,
     stop: &mut Shutdown,
     ready_sent: &mut bool,
+    window: &mut Window,
 ) -> Result<Option<Connection>, BusError> {
     let a = &settings.amqp;
     let target = a.display_target();
@@ -255,20 +355,12 @@ async fn session(
         .create_channel()
         .await
         .map_err(BusError::amqp("opening a channel"))?;
-    bus::declare_topology(&conn, &channel, a).await?;
-    let consumer_tag = format!("cbtrail-{}", std::process::id());
-    let mut consumer = channel
-        .basic_consume(
-            a.queue.as_str().into(),
-            consumer_tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(BusError::amqp(format!("consuming from {}", a.queue)))?;
+    bus::declare_topology(&conn, &channel, a, window.current()).await?;
+    let mut sub = Subscription::start(&channel, &a.queue, 0).await?;
+    metrics::prefetch_window(window.current());
     metrics::connection_up(true);
     watch_connection(&conn);
-    tracing::info!(target = %target, queue = %a.queue, prefetch = a.prefetch, "consuming");
+    tracing::info!(target = %target, queue = %a.queue, prefetch = window.current(), "consuming");
     let status = format!("consuming {} on {target}", a.queue);
     if *ready_sent {
         shutdown::notify_status(&status);
@@ -287,16 +379,14 @@ async fn session(
             None => tokio::select! {
                 biased;
                 _ = stop.requested() => {
-                    let _ = channel
-                        .basic_cancel(consumer_tag.as_str().into(), BasicCancelOptions::default())
-                        .await;
+                    let _ = sub.cancel(&channel).await;
                     return Ok(Some(conn));
                 }
                 _ = recovery_check.tick() => {
                     note_recoveries(&handshakes, &mut seen_handshakes);
                     continue;
                 }
-                d = consumer.next() => d,
+                d = sub.consumer.next() => d,
             },
         };
         let delivery = match next {
@@ -324,7 +414,7 @@ async fn session(
         // Take every delivery that is already here, without waiting: one hand-off per burst.
         let mut burst = vec![incoming(delivery)];
         while burst.len() < MAX_BURST {
-            match futures_lite::future::poll_once(consumer.next()).await {
+            match futures_lite::future::poll_once(sub.consumer.next()).await {
                 Some(Some(Ok(d))) => burst.push(incoming(d)),
                 Some(other) => {
                     held = Some(other);
@@ -333,9 +423,19 @@ async fn session(
                 None => break,
             }
         }
-        metrics::deliveries(burst.iter().map(|i| (&i.meta, i.body.len())));
-        if input.send(burst).await.is_err() {
-            // The pipeline stopped (its writer failed for good): end the session; run() reports it.
+        if forward(input, window, burst).await.is_err() {
+            // run() reports why the pipeline stopped.
+            return Ok(Some(conn));
+        }
+        // Not while the old stream has something in hand (an error or its end): that is handled
+        // first, on the subscription it came from.
+        if held.is_none()
+            && let Some(prefetch) = window.resize()
+            && sub
+                .resize(&channel, &a.queue, prefetch, input, window)
+                .await?
+                .is_err()
+        {
             return Ok(Some(conn));
         }
     }

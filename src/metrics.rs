@@ -55,6 +55,9 @@ pub const BATCH_RECORDS: &str = "cbtrail_batch_records";
 pub const COMMIT_DURATION: &str = "cbtrail_commit_duration_seconds";
 /// Gauge: deliveries received and not yet acked (in memory or being committed).
 pub const UNACKED: &str = "cbtrail_unacked_deliveries";
+/// Gauge: the prefetch window the consumer subscribed with (sized to the mean message; see
+/// `bus::window`).
+pub const PREFETCH: &str = "cbtrail_prefetch_window";
 /// Deliveries whose ack did not reach the broker (their channel was replaced by a reconnect, or the
 /// ack call failed): the broker redelivers them and the store ignores the copies.
 pub const ACK_FAILURES: &str = "cbtrail_ack_failures_total";
@@ -97,6 +100,7 @@ pub const ALL_NAMES: &[&str] = &[
     "cbtrail_commit_duration_seconds_sum",
     "cbtrail_commit_duration_seconds_count",
     UNACKED,
+    PREFETCH,
     ACK_FAILURES,
     BUS_CONNECTED,
     BUS_RECONNECTS,
@@ -205,6 +209,12 @@ pub const FAMILIES: &[Family] = &[
         kind: Kind::Gauge,
         unit: Unit::Count,
         help: "Deliveries received from the broker and not yet acknowledged.",
+    },
+    Family {
+        name: PREFETCH,
+        kind: Kind::Gauge,
+        unit: Unit::Count,
+        help: "Unacknowledged deliveries the broker may push ahead (the consumer's prefetch window).",
     },
     Family {
         name: ACK_FAILURES,
@@ -424,6 +434,11 @@ pub fn deliveries<'a>(deliveries: impl IntoIterator<Item = (&'a DeliveryMeta, us
         gauge!(UNACKED).increment(total as f64);
         gauge!(LAST_DELIVERY).set(unix_seconds());
     }
+}
+
+/// The consumer subscribed with a prefetch window of `n` deliveries.
+pub fn prefetch_window(n: u16) {
+    gauge!(PREFETCH).set(f64::from(n));
 }
 
 /// `n` deliveries left the unacked set (their batch's acks were sent, successfully or not).

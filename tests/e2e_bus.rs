@@ -318,3 +318,116 @@ fn publishing_to_unbound_exchanges_says_so_in_one_line() {
     assert!(!stderr.contains("returned"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+/// The prefetch window follows the traffic (`bus::window`): small single events open it, zip
+/// bundles close it again, each time through a new subscription, and nothing is lost or doubled
+/// across the resubscriptions.
+#[test]
+fn the_prefetch_window_follows_message_sizes_and_loses_and_doubles_nothing() {
+    let singles = "hosts=2,processes=30,events=40,mode=singles,hit_rate=0,seed=21";
+    let bundles =
+        "hosts=1,processes=60,events=200,mode=bundles,bundle_records=1000,hit_rate=0,seed=22";
+    let tmp = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for spec in [singles, bundles] {
+        let cfg = cbtrail::synth::SynthConfig::parse(spec).unwrap();
+        files.extend(
+            cbtrail::synth::Synth::new(cfg).map(|m| cbtrail::capture::CaptureFile {
+                path: "synthetic".into(),
+                meta: m.meta,
+                body: m.body,
+            }),
+        );
+    }
+    let expected_db = tmp.path().join("expected.db");
+    cbtrail::replay::replay(&expected_db, files, 500).expect("replay");
+    let want = fingerprint(&expected_db).unwrap();
+
+    let broker = Broker::new("window");
+    let db = tmp.path().join("daemon.db");
+    let queue = unique("cbtrail-q");
+    let name = unique("cbtrail-daemon");
+    let config = tmp.path().join("window.toml");
+    // 256 KiB of bodies: about 1,000 single events (250 bytes on average here), and a few hundred
+    // of the bundle traffic's messages (zips and the small JSON notifications that come with them,
+    // 1,250 bytes on average); the first window, before any delivery was seen, is the floor of 64.
+    std::fs::write(
+        &config,
+        format!(
+            "[amqp]\nurl = \"{}\"\nqueue = \"{queue}\"\nconnection_name = \"{name}\"\n\
+             prefetch = 3000\nprefetch_bytes = 262144\n\n[store]\npath = \"{}\"\n\
+             batch_size = 500\nbatch_max_latency_ms = 20\n\n[metrics]\nlisten = \"\"\n\n\
+             [exports]\noutput_dir = \"{}\"\n",
+            broker.url(),
+            db.display(),
+            tmp.path().join("exports").display()
+        ),
+    )
+    .unwrap();
+    let mut d = Daemon::start_with_config(config, queue, name, tmp.path());
+    d.wait_consuming();
+    let window = |d: &Daemon| -> Vec<u64> {
+        d.log_text()
+            .lines()
+            .filter(|l| l.contains("prefetch window resized"))
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix("prefetch="))
+                    .and_then(|n| n.parse().ok())
+            })
+            .collect()
+    };
+    for (spec, what) in [(singles, "opened"), (bundles, "closed")] {
+        let out = Command::new(bin())
+            .args(["publish", "--amqp", &broker.url(), "--connection-name"])
+            .arg(unique("publisher"))
+            .args(["--synthetic", spec])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("unroutable=0"), "{text}");
+        let until = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let sizes = window(&d);
+            let done = match what {
+                "opened" => sizes.last().is_some_and(|&n| n >= 600),
+                // Resized again, to half the opened window or less.
+                _ => sizes.len() >= 2 && sizes[sizes.len() - 1] * 2 <= sizes[sizes.len() - 2],
+            };
+            if done {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < until,
+                "the window never {what}: {sizes:?}; queue {:?}, {:?} rows stored\n{}",
+                broker.queue_state(&d.queue),
+                ["events", "notifications", "quarantine", "binaries"].map(|t| count(&db, t)),
+                d.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    wait_for_fingerprint(&db, &want, Duration::from_secs(120), &|| d.log_text());
+    // The live subscription has the last window.
+    let consumers = rabbitmqctl(&[
+        "list_consumers",
+        "-p",
+        &broker.vhost,
+        "consumer_tag",
+        "prefetch_count",
+        "-q",
+    ]);
+    let last = *window(&d).last().unwrap();
+    assert!(
+        consumers.lines().any(|l| l.ends_with(&format!("\t{last}"))),
+        "{consumers}"
+    );
+    let st = d.terminate(Duration::from_secs(15));
+    assert!(st.success(), "exit status {st}:\n{}", d.log_text());
+    assert_eq!(broker.queue_state(&d.queue), Some((0, 0, 0)));
+}

@@ -87,6 +87,7 @@ async fn scrape_shows_every_name_with_its_type() {
     metrics::batch_committed(&stats, 10, Duration::from_millis(3));
     metrics::notifications_stored("watchlist.hit.process", 1);
     metrics::unacked_sub(3);
+    metrics::prefetch_window(20_000);
     metrics::acks_failed(5);
     metrics::connection_up(true);
     metrics::reconnect();

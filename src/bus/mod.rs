@@ -5,6 +5,7 @@
 //! missing one is reported as a configuration problem of the CB server (see [`BusError::MissingExchange`]).
 
 pub mod publish;
+pub mod window;
 
 use crate::config::AmqpSettings;
 use crate::model::Headers;
@@ -138,7 +139,8 @@ fn tls_config(settings: &AmqpSettings) -> Result<OwnedTLSConfig, BusError> {
     Ok(tls)
 }
 
-/// Declare our durable queue, bind it, and set the prefetch on `channel`.
+/// Declare our durable queue, bind it, and set the prefetch window (`prefetch` deliveries) on
+/// `channel` for the consumer created next.
 ///
 /// Bindings are made on a separate short-lived channel: a missing exchange closes the channel it was
 /// named on, and we want a clear error rather than a dead consume channel.
@@ -146,6 +148,7 @@ pub async fn declare_topology(
     conn: &Connection,
     channel: &Channel,
     settings: &AmqpSettings,
+    prefetch: u16,
 ) -> Result<(), BusError> {
     channel
         .queue_declare(
@@ -209,7 +212,7 @@ pub async fn declare_topology(
         }
     }
     channel
-        .basic_qos(settings.prefetch, BasicQosOptions { global: false })
+        .basic_qos(prefetch, BasicQosOptions { global: false })
         .await
         .map_err(BusError::amqp("setting prefetch"))?;
     Ok(())
