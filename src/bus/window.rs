@@ -32,7 +32,8 @@ const ASSUMED_BODY_BYTES: f64 = 16.0 * 1024.0;
 pub struct Window {
     max: u16,
     budget_bytes: u64,
-    mean_bytes: f64,
+    /// Running mean body size; `None` until the first delivery.
+    mean_bytes: Option<f64>,
     current: u16,
     seen_at_current: u64,
 }
@@ -43,7 +44,7 @@ impl Window {
         let mut w = Window {
             max: max.max(1),
             budget_bytes,
-            mean_bytes: ASSUMED_BODY_BYTES,
+            mean_bytes: None,
             current: 0,
             seen_at_current: 0,
         };
@@ -58,19 +59,16 @@ impl Window {
 
     /// Mean body size the window is computed from.
     pub fn mean_body_bytes(&self) -> f64 {
-        self.mean_bytes
+        self.mean_bytes.unwrap_or(ASSUMED_BODY_BYTES)
     }
 
     /// Account for deliveries of these body sizes.
     pub fn observe(&mut self, bodies: impl IntoIterator<Item = usize>) {
         let weight = 1.0 / SETTLE_DELIVERIES as f64;
         for len in bodies {
+            let len = len.max(1) as f64;
             // The first measurement replaces the assumption outright.
-            if self.seen_at_current == 0 && self.mean_bytes == ASSUMED_BODY_BYTES {
-                self.mean_bytes = len.max(1) as f64;
-            } else {
-                self.mean_bytes += (len.max(1) as f64 - self.mean_bytes) * weight;
-            }
+            self.mean_bytes = Some(self.mean_bytes.map_or(len, |m| m + (len - m) * weight));
             self.seen_at_current += 1;
         }
     }
@@ -78,7 +76,7 @@ impl Window {
     /// The window the traffic calls for.
     fn wanted(&self) -> u16 {
         let floor = MIN_PREFETCH.min(self.max);
-        let by_bytes = self.budget_bytes as f64 / self.mean_bytes.max(1.0);
+        let by_bytes = self.budget_bytes as f64 / self.mean_body_bytes();
         (by_bytes.min(f64::from(self.max)) as u16).max(floor)
     }
 
@@ -91,7 +89,7 @@ impl Window {
         let want = self.wanted();
         let (cur, w) = (u32::from(self.current), u32::from(want));
         let far = w >= cur * 2 || w * 2 <= cur || (w == u32::from(self.max) && w > cur);
-        if !far || want == self.current {
+        if !far {
             return None;
         }
         self.current = want;
