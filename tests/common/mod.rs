@@ -174,6 +174,19 @@ pub struct Daemon {
 impl Daemon {
     /// Write a config for `broker` and start `cbtrail run`. `extra` is appended to the TOML.
     pub fn start(broker: &Broker, dir: &Path, db: &Path, extra: &str) -> Daemon {
+        Daemon::start_with_keys(broker, dir, db, "", "", extra)
+    }
+
+    /// [`Daemon::start`] with more keys for the `[amqp]` and `[store]` tables this helper writes
+    /// itself (a second `[amqp]` in `extra` would be a TOML error).
+    pub fn start_with_keys(
+        broker: &Broker,
+        dir: &Path,
+        db: &Path,
+        amqp: &str,
+        store: &str,
+        extra: &str,
+    ) -> Daemon {
         let queue = unique("cbtrail-q");
         let connection_name = unique("cbtrail-daemon");
         let config = dir.join(format!("{connection_name}.toml"));
@@ -196,8 +209,8 @@ impl Daemon {
             &config,
             format!(
                 "[amqp]\nurl = \"{}\"\nqueue = \"{queue}\"\nconnection_name = \"{connection_name}\"\n\
-                 reconnect_max_secs = 2\n\n[store]\npath = \"{}\"\nbatch_max_latency_ms = 20\n\n\
-                 {metrics}{exports}\n{extra}\n",
+                 reconnect_max_secs = 2\n{amqp}\n\n[store]\npath = \"{}\"\nbatch_max_latency_ms = 20\n\
+                 {store}\n\n{metrics}{exports}\n{extra}\n",
                 broker.url(),
                 db.display(),
             ),
