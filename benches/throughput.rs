@@ -2,14 +2,18 @@
 //! run (timings on a shared machine are noisy; ratios are not).
 //!
 //! ```text
-//! bash scripts/bench.sh                      # or: cargo bench --bench throughput -- [singles=N] [events=N] [batch=N] [records=N] [prefetch=N] [latency=MS] [sync=normal]
+//! bash scripts/bench.sh                      # or: cargo bench --bench throughput -- [singles=N] [events=N] [rounds=N] [batch=N] [records=N] [prefetch=N] [latency=MS] [sync=normal]
 //! ```
 //!
-//! For each scenario the generator's traffic is published once into two queues bound alike:
-//! - a **null consumer** drains the first: same prefetch, acknowledges (multiple) every batch-size
+//! For each scenario, in each of `rounds` rounds, the generator's traffic is published into two
+//! queues bound alike and drained by (in alternating order):
+//! - a **null consumer**: prefetch `amqp.prefetch`, acknowledges (multiple) every batch-size
 //!   deliveries and does nothing else: the broker's ceiling for this traffic on this machine;
-//! - **cbtrail** (the daemon's own `run_until`, in process) drains the second: decode, store,
-//!   commit (synchronous=FULL), then acknowledge.
+//! - **cbtrail** (the daemon's own `run_until`, in process): decode, store, commit
+//!   (synchronous=FULL), then acknowledge; its window is at most `amqp.prefetch`, smaller for large
+//!   messages (`bus::window`).
+//!
+//! The report shows the median round.
 //!
 //! Both clocks run from "connect" to "the last delivery is done" (acked for the null consumer,
 //! committed for cbtrail). The expected rows come from an offline replay of the same messages,
@@ -38,8 +42,8 @@ use std::time::{Duration, Instant};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Deliveries per transaction (cbtrail) and per `multiple` ack (null consumer): the daemon's
-/// default unless `batch=N` overrides it. Both sides get the same prefetch: by default the batch times the ratio of the
-/// daemon's default prefetch to its default batch size.
+/// default unless `batch=N` overrides it. Both sides get the same `amqp.prefetch`: by default the
+/// batch times the ratio of the daemon's default prefetch to its default batch size.
 static BATCH: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 
 fn batch() -> usize {
