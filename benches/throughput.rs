@@ -2,7 +2,7 @@
 //! run (timings on a shared machine are noisy; ratios are not).
 //!
 //! ```text
-//! bash scripts/bench.sh                      # or: cargo bench --bench throughput -- [singles=N] [events=N] [rounds=N] [batch=N] [records=N] [prefetch=N] [latency=MS] [sync=normal]
+//! bash scripts/bench.sh                      # or: cargo bench --bench throughput -- [singles=N] [events=N] [rounds=N] [batch=N] [records=N] [prefetch=N] [page=N] [latency=MS] [sync=normal]
 //! ```
 //!
 //! For each scenario, in each of `rounds` rounds, the generator's traffic is published into two
@@ -58,6 +58,25 @@ static LATENCY_MS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
 
 /// `records=N`: cbtrail's `store.batch_max_records` (default: the daemon's own default).
 static MAX_RECORDS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+/// `page=N`: page size of cbtrail's database files (default: what the daemon creates).
+static PAGE_SIZE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
+fn page_size() -> u32 {
+    PAGE_SIZE
+        .get()
+        .copied()
+        .unwrap_or(cbtrail::store::DEFAULT_PAGE_SIZE)
+}
+
+/// An empty database file in WAL mode with `page_size()` pages: the daemon keeps the page size of a
+/// file it did not create.
+fn create_db(path: &Path) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.pragma_update(None, "page_size", page_size()).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn
+}
 
 /// `prefetch=N`: both sides' prefetch window.
 static PREFETCH: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
@@ -143,6 +162,13 @@ fn main() {
             PREFETCH
                 .set(v.parse().expect("prefetch=N (1 to 65535)"))
                 .expect("prefetch= given once");
+        } else if let Some(v) = a.strip_prefix("page=") {
+            let n: u32 = v.parse().expect("page=N");
+            assert!(
+                n.is_power_of_two() && (512..=65_536).contains(&n),
+                "page=N: a power of two from 512 to 65536"
+            );
+            PAGE_SIZE.set(n).expect("page= given once");
         } else if let Some(v) = a.strip_prefix("rounds=") {
             let n: usize = v.parse().expect("rounds=N");
             assert!(n >= 1, "rounds=N: at least 1");
@@ -449,6 +475,9 @@ async fn drain_cbtrail(
     expected: &std::collections::BTreeMap<String, (u64, u128)>,
 ) -> (f64, Usage) {
     let db = settings.store.path.clone();
+    if PAGE_SIZE.get().is_some() {
+        drop(create_db(&db));
+    }
     let (stop_tx, stop) = Shutdown::new();
     let before = CpuSnapshot::take();
     let started = Instant::now();
@@ -506,8 +535,7 @@ fn sqlite_floor(replayed: &Path, floor_db: &Path, synchronous: cbtrail::store::S
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    let mut dst = rusqlite::Connection::open(floor_db).unwrap();
-    dst.pragma_update(None, "journal_mode", "WAL").unwrap();
+    let mut dst = create_db(floor_db);
     dst.pragma_update(None, "synchronous", synchronous.pragma_value())
         .unwrap();
     dst.pragma_update(None, "cache_size", -64 * 1024).unwrap();

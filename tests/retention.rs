@@ -109,7 +109,7 @@ fn fast(days: u32, chunk: usize) -> RetentionOptions {
         days,
         chunk_rows: chunk,
         pause: Duration::ZERO,
-        vacuum_pages: 64,
+        vacuum_bytes: 256 * 1024,
         ..RetentionOptions::default()
     }
 }
@@ -412,7 +412,7 @@ fn concurrent_writer_is_never_refused() {
         days: KEEP_DAYS,
         chunk_rows: 2_000,
         pause: Duration::from_millis(2),
-        vacuum_pages: 256,
+        vacuum_bytes: 1024 * 1024,
         ..RetentionOptions::default()
     };
     let report = retention::run_once_with(&path, &opts, NOW, &|| false).unwrap();

@@ -212,6 +212,10 @@ fn migrates_an_empty_file_with_the_required_pragmas() {
         .unwrap();
     assert_eq!(mode, "wal");
     assert_eq!(pragma_i64(c, "auto_vacuum"), 2, "INCREMENTAL");
+    assert_eq!(
+        pragma_i64(c, "page_size"),
+        i64::from(cbtrail::store::DEFAULT_PAGE_SIZE)
+    );
     assert_eq!(pragma_i64(c, "synchronous"), 2, "FULL by default");
     assert_eq!(pragma_i64(c, "foreign_keys"), 1);
     assert!(pragma_i64(c, "busy_timeout") > 0);
@@ -228,6 +232,32 @@ fn migrates_an_empty_file_with_the_required_pragmas() {
     )
     .unwrap();
     assert_eq!(pragma_i64(w.connection(), "synchronous"), 1, "NORMAL");
+}
+
+/// The page size is chosen when the file is created: a database created with other pages (an older
+/// cbtrail's 4 KiB, or a file prepared by hand) keeps them, and the writer's WAL backstop and
+/// retention's vacuum steps, which are sized in bytes, work on it.
+#[test]
+fn an_existing_file_keeps_its_page_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir, "small-pages.db");
+    {
+        let c = Connection::open(&path).unwrap();
+        c.pragma_update(None, "page_size", 4096).unwrap();
+        c.pragma_update(None, "journal_mode", "WAL").unwrap();
+    }
+    let mut w = Writer::open(&path).unwrap();
+    assert_eq!(pragma_i64(w.connection(), "page_size"), 4096);
+    assert_eq!(
+        pragma_i64(w.connection(), "wal_autocheckpoint"),
+        200 * 1024 * 1024 / 4096,
+        "the backstop is in bytes, whatever the page size"
+    );
+    w.write_batch(&mixed_batch()).unwrap();
+    drop(w);
+    let w = Writer::open(&path).unwrap();
+    assert_eq!(pragma_i64(w.connection(), "page_size"), 4096);
+    assert_eq!(counts(w.connection()).unwrap().events, 3);
 }
 
 #[test]

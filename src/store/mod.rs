@@ -13,7 +13,7 @@ pub mod schema;
 mod writer;
 
 pub use read::{TableCounts, counts, fingerprint, time_range};
-pub use writer::{Synchronous, Writer, WriterOptions};
+pub use writer::{DEFAULT_PAGE_SIZE, Synchronous, Writer, WriterOptions};
 
 use crate::model::EventType;
 use rusqlite::{Connection, OpenFlags};

@@ -71,8 +71,8 @@ pub struct RetentionOptions {
     pub chunk_rows: usize,
     /// Sleep between chunks, so the ingest writer always gets the lock in between.
     pub pause: Duration,
-    /// Pages freed per `incremental_vacuum` step (4 KiB pages: 2,048 = 8 MiB).
-    pub vacuum_pages: u32,
+    /// Bytes freed per `incremental_vacuum` step (whole pages, at least one).
+    pub vacuum_bytes: u64,
     /// How long a chunk waits for the writer's lock before giving up with an error.
     pub busy_timeout: Duration,
 }
@@ -83,7 +83,7 @@ impl Default for RetentionOptions {
             days: 0,
             chunk_rows: 5_000,
             pause: Duration::from_millis(50),
-            vacuum_pages: 2_048,
+            vacuum_bytes: 8 * 1024 * 1024,
             busy_timeout: Duration::from_secs(30),
         }
     }
@@ -523,7 +523,10 @@ impl Run<'_> {
         let mut left = free(self)?;
         let start = left;
         if shrink && mode == AutoVacuum::Incremental {
-            let step = self.opts.vacuum_pages.max(1);
+            let page_size =
+                self.sql(|c| c.pragma_query_value(None, "page_size", |r| r.get::<_, i64>(0)))?;
+            let step =
+                (self.opts.vacuum_bytes / u64::try_from(page_size).unwrap_or(1).max(1)).max(1);
             while left > 0 {
                 self.sql(|c| c.execute_batch(&format!("PRAGMA incremental_vacuum({step})")))?;
                 let now = free(self)?;

@@ -49,6 +49,9 @@ pub struct WriterOptions {
     pub busy_timeout: Duration,
     /// SQLite page cache of the writer connection, in MiB.
     pub cache_mib: u32,
+    /// Page size of a database file this writer creates ([`DEFAULT_PAGE_SIZE`]); an existing file
+    /// keeps its own.
+    pub page_size: u32,
     /// Processes whose stored merge state is remembered between batches (0 disables the cache).
     pub process_cache_entries: usize,
     /// Checkpoint the WAL from a background thread at this interval (while there are new
@@ -66,6 +69,7 @@ impl Default for WriterOptions {
             synchronous: Synchronous::Full,
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             cache_mib: 64,
+            page_size: DEFAULT_PAGE_SIZE,
             process_cache_entries: 200_000,
             checkpoint_interval: Some(Duration::from_millis(250)),
             jobs: crate::jobs::JobSettings::default(),
@@ -73,8 +77,18 @@ impl Default for WriterOptions {
     }
 }
 
-/// WAL size (pages) at which the writer checkpoints by itself although a checkpoint thread runs.
-const BACKSTOP_CHECKPOINT_PAGES: i64 = 50_000;
+/// WAL size at which the writer checkpoints by itself although a checkpoint thread runs.
+const BACKSTOP_CHECKPOINT_BYTES: i64 = 200 * 1024 * 1024;
+
+/// Page size of a new database file: 16 KiB instead of SQLite's 4 KiB.
+///
+/// Ingest is dominated by appending event rows of a few hundred bytes, and every commit writes each
+/// dirty page to the WAL as its own frame (two `pwrite`s, a checksum) and the checkpoint copies it
+/// again. Larger pages mean fewer frames, B-tree splits and cell moves for the same bytes:
+/// replaying a generated stream of one million bundle events cost the writer thread about a fifth
+/// less CPU and the checkpoint thread half, against 4 KiB pages. 32 KiB gained nothing more, and
+/// each page a commit touches for one small change (a process row) is written whole.
+pub const DEFAULT_PAGE_SIZE: u32 = 16 * 1024;
 
 /// The single writer connection.
 pub struct Writer {
@@ -118,7 +132,11 @@ impl Writer {
         let tables: i64 = conn
             .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
             .map_err(&err)?;
+        // The same holds for the page size (and in WAL mode it can never change: an empty file
+        // already in WAL mode keeps its page size, which is how a test picks one).
         if tables == 0 {
+            conn.pragma_update(None, "page_size", opts.page_size)
+                .map_err(&err)?;
             conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
                 .map_err(&err)?;
         }
@@ -151,8 +169,15 @@ impl Writer {
             None => None,
             Some(interval) => {
                 // Backstop only: the writer checkpoints itself if the thread falls this far behind.
-                conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_CHECKPOINT_PAGES)
+                let page_size: i64 = conn
+                    .pragma_query_value(None, "page_size", |r| r.get(0))
                     .map_err(&err)?;
+                conn.pragma_update(
+                    None,
+                    "wal_autocheckpoint",
+                    BACKSTOP_CHECKPOINT_BYTES / page_size.max(512),
+                )
+                .map_err(&err)?;
                 Some(Checkpointer::start(
                     path,
                     interval,
