@@ -201,7 +201,7 @@ fn without_env<'a>(buf: &'a [u8], env: &[Range<usize>]) -> std::borrow::Cow<'a, 
 /// gives the store the same knowledge for a fraction of the allocations; the store merges facts by
 /// GUID and rank, so which event of the delivery carries them does not matter.
 #[derive(Debug, Default)]
-pub(crate) struct SeenFacts(HashMap<String, ProcessFacts>);
+pub(crate) struct SeenFacts(HashMap<String, ProcessFacts, foldhash::fast::RandomState>);
 
 impl SeenFacts {
     /// Were exactly these header facts about `ev`'s process already emitted in this delivery?

@@ -90,6 +90,11 @@ const BACKSTOP_CHECKPOINT_BYTES: i64 = 200 * 1024 * 1024;
 /// each page a commit touches for one small change (a process row) is written whole.
 pub const DEFAULT_PAGE_SIZE: u32 = 16 * 1024;
 
+/// The writer's maps are keyed by process GUIDs, tens of thousands of lookups per batch: a fast
+/// hash (still randomly seeded per process) instead of SipHash, which cost about a twentieth of
+/// the writer's CPU.
+type GuidMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// The single writer connection.
 pub struct Writer {
     conn: Connection,
@@ -447,7 +452,7 @@ fn store_batch<'r>(
 ) -> Result<(BatchStats, Learned<'r>), StoreError> {
     let err = sql_err(path);
     let mut stats = BatchStats::default();
-    let mut processes: HashMap<&'r str, Pending<'r>> = HashMap::new();
+    let mut processes: GuidMap<&'r str, Pending<'r>> = GuidMap::default();
     let mut sensors = Sensors::default();
     let mut by_type = [0u64; EventType::ALL.len()];
     let stored = store_events(tx, path, records, now)?;
@@ -589,7 +594,7 @@ fn store_events<'r>(
         new: vec![false; records.len()],
         latest: Vec::new(),
     };
-    let mut by_process: HashMap<Option<&str>, usize> = HashMap::new();
+    let mut by_process: GuidMap<Option<&str>, usize> = GuidMap::default();
     let mut processes: Vec<Vec<(usize, &'r Event)>> = Vec::new();
     for (i, record) in records.iter().enumerate() {
         let Record::Event(e) = record else { continue };
@@ -1079,7 +1084,7 @@ struct Pending<'a> {
     last_event_ms: Option<i64>,
 }
 
-fn learn_fact<'r>(processes: &mut HashMap<&'r str, Pending<'r>>, f: &'r ProcessFacts) {
+fn learn_fact<'r>(processes: &mut GuidMap<&'r str, Pending<'r>>, f: &'r ProcessFacts) {
     if f.guid.is_empty() {
         return;
     }
@@ -1102,7 +1107,7 @@ fn apply_processes<'r>(
     tx: &Transaction<'_>,
     path: &Path,
     cache: &RankCache,
-    processes: HashMap<&'r str, Pending<'r>>,
+    processes: GuidMap<&'r str, Pending<'r>>,
     now: i64,
     stats: &mut BatchStats,
 ) -> Result<Learned<'r>, StoreError> {
@@ -1228,16 +1233,16 @@ struct RowRanks {
 /// Bounded GUID → [`RowRanks`] map. Two generations: when the young one is full the old one is
 /// dropped, so recently used processes stay and memory stays bounded by `capacity` entries.
 struct RankCache {
-    young: HashMap<Box<str>, RowRanks>,
-    old: HashMap<Box<str>, RowRanks>,
+    young: GuidMap<Box<str>, RowRanks>,
+    old: GuidMap<Box<str>, RowRanks>,
     capacity: usize,
 }
 
 impl RankCache {
     fn new(capacity: usize) -> RankCache {
         RankCache {
-            young: HashMap::new(),
-            old: HashMap::new(),
+            young: GuidMap::default(),
+            old: GuidMap::default(),
             capacity,
         }
     }
