@@ -155,9 +155,6 @@ async fn run_with(
             metrics::batch_committed(&c.stats, c.deliveries, c.commit_latency);
             totals.add(&c);
             let deliveries = c.deliveries;
-            // Freeing a batch's records takes milliseconds: not on an async worker.
-            let spent = c.spent;
-            tokio::task::spawn_blocking(move || drop(spent));
             let (_ok, failed) = pipeline::acknowledge(c.acks).await;
             metrics::acks_failed(failed);
             metrics::unacked_sub(deliveries);
