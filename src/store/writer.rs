@@ -91,8 +91,8 @@ const BACKSTOP_CHECKPOINT_BYTES: i64 = 200 * 1024 * 1024;
 pub const DEFAULT_PAGE_SIZE: u32 = 16 * 1024;
 
 /// The writer's maps are keyed by process GUIDs, tens of thousands of lookups per batch: a fast
-/// hash (still randomly seeded per process) instead of SipHash, which cost about a twentieth of
-/// the writer's CPU.
+/// hash (still randomly seeded per process) instead of SipHash took 2.4% off the writer thread's
+/// instructions (callgrind, a replay of 200 generated zip bundles).
 type GuidMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The single writer connection.
