@@ -12,7 +12,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use zip::ZipArchive;
 
-use super::protobuf::{HeaderEnv, SeenFacts, decode_in_delivery};
+use super::protobuf::{HeaderEnv, InDelivery, decode_in_delivery};
 use crate::model::{DeliveryMeta, QuarantineReason, Quarantined, Record};
 
 /// Largest member we inflate. Real members are a few KiB; a member claiming more is a zip bomb or
@@ -168,7 +168,7 @@ fn decode_bundle(
 ) {
     let mut offset = 0usize;
     let mut index = 0usize;
-    let mut seen = SeenFacts::default();
+    let mut state = InDelivery::default();
     while offset < data.len() {
         let rest = &data[offset..];
         let Some((prefix, payload)) = rest.split_first_chunk::<4>() else {
@@ -198,7 +198,7 @@ fn decode_bundle(
             ));
             return;
         };
-        match decode_in_delivery(record, env, &mut seen) {
+        match decode_in_delivery(record, env, &mut state) {
             Ok(r) => out.push(r),
             Err(e) => out.push(quarantine(
                 meta,

@@ -168,12 +168,21 @@ pub fn ipv6_from_sensor(high: u64, low: u64, scope: Option<&str>) -> String {
 
 /// Raw hash bytes → upper-case hex.
 pub fn hex_upper(bytes: &[u8]) -> String {
-    // Sized up front and filled pairwise: pushing digit by digit checked the capacity 64 times
-    // for every sha256.
+    // Sized up front and filled pairwise from a table of all 256 digit pairs: pushing digit by
+    // digit checked the capacity 64 times for every sha256, and splitting nibbles cost more
+    // than one two-byte load.
+    const PAIRS: [[u8; 2]; 256] = {
+        let mut t = [[0u8; 2]; 256];
+        let mut i = 0;
+        while i < 256 {
+            t[i] = [HEX_UPPER[i >> 4], HEX_UPPER[i & 0xf]];
+            i += 1;
+        }
+        t
+    };
     let mut out = vec![0u8; bytes.len() * 2];
-    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = HEX_UPPER[(b >> 4) as usize];
-        pair[1] = HEX_UPPER[(b & 0xf) as usize];
+    for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair.copy_from_slice(&PAIRS[usize::from(b)]);
     }
     // Only ASCII hex digits were pushed.
     String::from_utf8(out).unwrap_or_default()

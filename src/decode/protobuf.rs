@@ -201,7 +201,29 @@ fn without_env<'a>(buf: &'a [u8], env: &[Range<usize>]) -> std::borrow::Cow<'a, 
 /// gives the store the same knowledge for a fraction of the allocations; the store merges facts by
 /// GUID and rank, so which event of the delivery carries them does not matter.
 #[derive(Debug, Default)]
-pub(crate) struct SeenFacts(HashMap<String, ProcessFacts, foldhash::fast::RandomState>);
+struct SeenFacts(HashMap<String, ProcessFacts, foldhash::fast::RandomState>);
+
+/// What decoding the records of one delivery shares.
+#[derive(Debug)]
+pub(crate) struct InDelivery {
+    seen: SeenFacts,
+    /// Every event's `details` is put together in this one, cleared between records.
+    details: Details,
+    /// Every record is decoded into this one message in place. `CbEventMsg` is large (each
+    /// payload is an inline option), and a fresh one per record, moved out of prost's `decode`,
+    /// cost a memset and a memcpy of its whole size per record.
+    msg: CbEventMsg,
+}
+
+impl Default for InDelivery {
+    fn default() -> InDelivery {
+        InDelivery {
+            seen: SeenFacts::default(),
+            details: Details::new(),
+            msg: CbEventMsg::default(),
+        }
+    }
+}
 
 impl SeenFacts {
     /// Were exactly these header facts about `ev`'s process already emitted in this delivery?
@@ -227,7 +249,7 @@ impl SeenFacts {
 
 /// Decode one `CbEventMsg` on its own (an `api.events` delivery).
 pub(crate) fn decode_message(bytes: &[u8], fallback: &HeaderEnv) -> Result<Record, String> {
-    decode_in_delivery(bytes, fallback, &mut SeenFacts::default())
+    decode_in_delivery(bytes, fallback, &mut InDelivery::default())
 }
 
 /// Decode one `CbEventMsg` of a delivery. `Err` carries a text saying what failed (the caller
@@ -235,16 +257,23 @@ pub(crate) fn decode_message(bytes: &[u8], fallback: &HeaderEnv) -> Result<Recor
 pub(crate) fn decode_in_delivery(
     bytes: &[u8],
     fallback: &HeaderEnv,
-    seen: &mut SeenFacts,
+    state: &mut InDelivery,
 ) -> Result<Record, String> {
     let scan = scan_top_level(bytes).map_err(|e| format!("malformed protobuf: {e}"))?;
     if !scan.has_header {
         return Err("CbEventMsg lacks its required header (field 1)".to_owned());
     }
-    let mut msg =
-        CbEventMsg::decode(bytes).map_err(|e| format!("CbEventMsg decode failed: {e}"))?;
-    // Moved out rather than copied: the message is dropped at the end anyway.
+    let InDelivery {
+        seen,
+        details: d,
+        msg,
+    } = state;
+    msg.clear();
+    msg.merge(bytes)
+        .map_err(|e| format!("CbEventMsg decode failed: {e}"))?;
+    // Moved out rather than copied: the next record clears the message anyway.
     let header_path = msg.header.process_path.take().filter(|p| !p.is_empty());
+    let msg = &*msg;
 
     let endpoint = msg.env.as_ref().and_then(|e| e.endpoint.as_ref());
     let sensor_id = endpoint
@@ -269,13 +298,13 @@ pub(crate) fn decode_in_delivery(
     let key = record_key(&[sensor_text, &without_env(bytes, &scan.env)]);
 
     let ctx = Ctx {
-        msg: &msg,
+        msg,
         sensor_id,
         hostname,
         timestamp_ms: filetime_to_unix_ms(msg.header.timestamp.unwrap_or(0)),
     };
 
-    let mut payloads = payloads(&msg);
+    let mut payloads = payloads(msg);
     let primary = payloads.next();
     let extras: Vec<Payload<'_>> = payloads.collect();
 
@@ -285,7 +314,7 @@ pub(crate) fn decode_in_delivery(
         let mut d = module_details(m);
         add_extras(&mut d, &ctx, &extras);
         env_details(&mut d, host_id, node_id);
-        b.details = d.into_json();
+        b.details = d.render();
         return Ok(Record::Binary(Box::new(b)));
     }
 
@@ -327,17 +356,17 @@ pub(crate) fn decode_in_delivery(
     }
     ev.hostname = ctx.hostname.map(str::to_owned);
 
-    let mut d = Details::default();
+    d.clear();
     match primary {
-        Some(p) => fill(&mut ev, &mut d, &ctx, p),
+        Some(p) => fill(&mut ev, d, &ctx, p),
         None => ev.event_type = Some(EventType::HeaderOnly),
     }
     if let Some(fork) = h.fork_pid {
-        put(&mut d, "fork_pid", fork);
+        put(d, "fork_pid", fork);
     }
-    add_extras(&mut d, &ctx, &extras);
-    env_details(&mut d, host_id, node_id);
-    ev.details = d.into_json();
+    add_extras(d, &ctx, &extras);
+    env_details(d, host_id, node_id);
+    ev.details = d.render();
     Ok(Record::Event(ev))
 }
 
@@ -497,13 +526,13 @@ fn add_extras(d: &mut Details, ctx: &Ctx<'_>, extras: &[Payload<'_>]) {
     if extras.is_empty() {
         return;
     }
-    let mut others = Details::default();
+    let mut others = Details::new();
     for p in extras {
         let details = match p {
             Payload::Module(m) => module_details(m),
             p => {
                 let mut scratch = Event::default();
-                let mut sd = Details::default();
+                let mut sd = Details::new();
                 fill(&mut scratch, &mut sd, ctx, *p);
                 sd
             }
@@ -545,7 +574,7 @@ fn fill(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, p: Payload<'_>) {
                 .as_deref()
                 .and_then(|s| text_hash_upper(s.as_bytes()));
             put_str(d, "script", m.script.as_deref());
-            put_opt(d, "script_sha256", ev.sha256.clone());
+            put_opt(d, "script_sha256", ev.sha256.as_deref());
         }
         Payload::Fbscriptexe(m) => {
             ev.event_type = Some(EventType::Fbscriptexe);
@@ -555,19 +584,19 @@ fn fill(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, p: Payload<'_>) {
                 .and_then(|s| text_hash_upper(s.as_bytes()));
             ev.path = nonempty(m.filename.as_deref()).map(str::to_owned);
             put_str(d, "script", m.script.as_deref());
-            put_opt(d, "script_sha256", ev.sha256.clone());
+            put_opt(d, "script_sha256", ev.sha256.as_deref());
             put_str(d, "filename", m.filename.as_deref());
         }
         Payload::Tamper(m) => {
             ev.event_type = Some(EventType::Tamper);
             ev.action = m.r#type.map(tamper_type_name);
-            put_opt(d, "tamper_type", ev.action.clone());
+            put_opt(d, "tamper_type", ev.action.as_deref());
             put_opt(d, "tamper_sent", m.tamper_sent);
         }
         Payload::Blocked(m) => blocked(ev, d, ctx, m),
         Payload::Module(m) => {
             // Only reached for a module rendered as a secondary payload of an event.
-            d.0.extend(module_details(m).0);
+            d.extend(module_details(m));
         }
         Payload::Stats(m) => {
             ev.event_type = Some(EventType::Stats);
@@ -603,8 +632,8 @@ fn fill(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, p: Payload<'_>) {
                 "writing_process_exe_md5",
                 hash_hex(m.writing_process_exe_md5.as_deref()),
             );
-            put_opt(d, "file_written_md5", ev.md5.clone());
-            put_opt(d, "file_written_sha256", ev.sha256.clone());
+            put_opt(d, "file_written_md5", ev.md5.as_deref());
+            put_opt(d, "file_written_sha256", ev.sha256.as_deref());
             put_opt(
                 d,
                 "file_written_is_pe_module_hint",
@@ -629,7 +658,7 @@ fn fill(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, p: Payload<'_>) {
                 "loader_process_exe_md5",
                 hash_hex(m.loader_process_exe_md5.as_deref()),
             );
-            put_opt(d, "loaded_module_md5", ev.md5.clone());
+            put_opt(d, "loaded_module_md5", ev.md5.as_deref());
         }
         Payload::ProcessMeta(m) => process_meta(ev, d, ctx, m),
         Payload::NetconnBlocked(m) => {
@@ -686,13 +715,13 @@ fn process(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, m: &CbProcessMsg) {
     let parent_path = nonempty(m.parent_path.as_deref()).map(str::to_owned);
 
     put_opt(d, "created", m.created);
-    put_opt(d, "path", ev.path.clone());
-    put_opt(d, "md5", ev.md5.clone());
-    put_opt(d, "sha256", ev.sha256.clone());
-    put_opt(d, "command_line", ev.command_line.clone());
+    put_opt(d, "path", ev.path.as_deref());
+    put_opt(d, "md5", ev.md5.as_deref());
+    put_opt(d, "sha256", ev.sha256.as_deref());
+    put_opt(d, "command_line", ev.command_line.as_deref());
     put_opt(d, "pid", m.pid);
     put_opt(d, "parent_pid", m.parent_pid);
-    put_opt(d, "parent_guid", parent_guid.clone());
+    put_opt(d, "parent_guid", parent_guid.as_deref());
     put_opt(d, "parent_guid_legacy", m.parent_guid);
     // The reference renders parent_create_time in Unix seconds; keep that meaning for the key.
     put_opt(
@@ -700,10 +729,10 @@ fn process(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, m: &CbProcessMsg) {
         "parent_create_time",
         m.parent_create_time.map(|t| filetime_to_unix_ms(t) / 1000),
     );
-    put_opt(d, "parent_path", parent_path.clone());
-    put_opt(d, "parent_md5", parent_md5.clone());
-    put_opt(d, "parent_sha256", parent_sha256.clone());
-    put_opt(d, "username", ev.username.clone());
+    put_opt(d, "parent_path", parent_path.as_deref());
+    put_opt(d, "parent_md5", parent_md5.as_deref());
+    put_opt(d, "parent_sha256", parent_sha256.as_deref());
+    put_opt(d, "username", ev.username.as_deref());
     put_str(d, "uid", m.uid.as_deref());
     put_opt(d, "have_seen_before", m.have_seen_before);
     put_opt(d, "deprecated", m.deprecated);
@@ -751,9 +780,9 @@ fn modload(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, m: &CbModuleLoadMsg) 
     // attribute the process image's md5 to an arbitrary DLL.
     ev.md5 = hash_hex(m.md5hash.as_deref());
     ev.sha256 = hash_hex(m.sha256hash.as_deref());
-    put_opt(d, "path", ev.path.clone());
-    put_opt(d, "md5", ev.md5.clone());
-    put_opt(d, "sha256", ev.sha256.clone());
+    put_opt(d, "path", ev.path.as_deref());
+    put_opt(d, "md5", ev.md5.as_deref());
+    put_opt(d, "sha256", ev.sha256.as_deref());
     put_opt(d, "guid", m.guid);
     put_opt(d, "scanid", m.scanid);
     put_opt(d, "is_process_base_module", m.is_process_base_module);
@@ -777,13 +806,13 @@ fn filemod(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, m: &CbFileModMsg) {
     });
     ev.md5 = hash_hex(m.md5hash.as_deref());
     ev.sha256 = hash_hex(m.sha256hash.as_deref());
-    put_opt(d, "path", ev.path.clone());
-    put_opt(d, "action", ev.action.clone());
+    put_opt(d, "path", ev.path.as_deref());
+    put_opt(d, "action", ev.action.as_deref());
     put_opt(d, "action_type", m.action);
     put_opt(d, "file_type", m.r#type);
     put_opt(d, "filetype_name", m.r#type.map(file_type_name));
-    put_opt(d, "file_md5", ev.md5.clone());
-    put_opt(d, "file_sha256", ev.sha256.clone());
+    put_opt(d, "file_md5", ev.md5.as_deref());
+    put_opt(d, "file_sha256", ev.sha256.as_deref());
     put_opt(d, "tamper", m.tamper);
     put_opt(d, "tamper_sent", m.tamper_sent);
     put_opt(d, "have_seen_before", m.have_seen_before);
@@ -803,8 +832,8 @@ fn regmod(ev: &mut Event, d: &mut Details, m: &CbRegModMsg) {
         }
         .to_owned()
     });
-    put_opt(d, "path", ev.path.clone());
-    put_opt(d, "action", ev.action.clone());
+    put_opt(d, "path", ev.path.as_deref());
+    put_opt(d, "action", ev.action.as_deref());
     put_opt(d, "action_type", m.action);
     // Each key carries its own field (the reference swaps these two).
     put_opt(d, "tamper", m.tamper);
@@ -916,11 +945,11 @@ fn netconn_v1(ev: &mut Event, d: &mut Details, n: &NetV1<'_>) {
     put_opt(d, "ipv6", ipv6);
     put_opt(d, "port", n.port.map(port_from_sensor));
     put_opt(d, "protocol", n.protocol);
-    put_opt(d, "direction", ev.direction.clone());
-    put_opt(d, "domain", ev.domain.clone());
+    put_opt(d, "direction", ev.direction.as_deref());
+    put_opt(d, "domain", ev.domain.as_deref());
     put_opt(d, "remote_ip", n.remote_ip.map(ipv4_from_sensor));
     put_opt(d, "remote_port", n.remote_port.map(port_from_sensor));
-    put_opt(d, "local_ip", ev.local_ip.clone());
+    put_opt(d, "local_ip", ev.local_ip.as_deref());
     put_opt(d, "local_port", ev.local_port);
     put_opt(d, "proxy", n.proxy);
     put_opt(d, "proxy_ip", n.proxy_ipv4.map(ipv4_from_sensor));
@@ -1010,11 +1039,11 @@ fn netconn_v2(ev: &mut Event, d: &mut Details, n: &NetV2<'_>) {
 
     // Lower-case `protocol` (the reference emits `Protocol` for v2 by accident).
     put_opt(d, "protocol", n.protocol);
-    put_opt(d, "domain", ev.domain.clone());
-    put_opt(d, "direction", ev.direction.clone());
-    put_opt(d, "local_ip", ev.local_ip.clone());
+    put_opt(d, "domain", ev.domain.as_deref());
+    put_opt(d, "direction", ev.direction.as_deref());
+    put_opt(d, "local_ip", ev.local_ip.as_deref());
     put_opt(d, "local_port", ev.local_port);
-    put_opt(d, "remote_ip", ev.remote_ip.clone());
+    put_opt(d, "remote_ip", ev.remote_ip.as_deref());
     put_opt(d, "remote_port", ev.remote_port);
     put_opt(d, "proxy", n.proxy);
     put_opt(d, "proxy_ip", n.proxy_ip.map(ip_addr));
@@ -1040,13 +1069,13 @@ fn childproc(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, m: &CbChildProcessM
         .map(|c| if c { "start" } else { "end" }.to_owned());
 
     put_opt(d, "created", m.created);
-    put_opt(d, "path", ev.path.clone());
-    put_opt(d, "md5", ev.md5.clone());
-    put_opt(d, "sha256", ev.sha256.clone());
+    put_opt(d, "path", ev.path.as_deref());
+    put_opt(d, "md5", ev.md5.as_deref());
+    put_opt(d, "sha256", ev.sha256.as_deref());
     put_opt(d, "child_pid", m.pid);
     put_opt(d, "child_create_time", m.create_time);
-    put_opt(d, "child_process_guid", child_guid.clone());
-    put_opt(d, "parent_guid", ev.process_guid.clone());
+    put_opt(d, "child_process_guid", child_guid.as_deref());
+    put_opt(d, "parent_guid", ev.process_guid.as_deref());
     put_opt(d, "parent_guid_legacy", m.parent_guid);
     put_opt(d, "child_guid_legacy", m.child_guid);
     put_opt(
@@ -1071,8 +1100,8 @@ fn childproc(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, m: &CbChildProcessM
             }),
         );
     }
-    put_opt(d, "childproc_commandline", ev.command_line.clone());
-    put_opt(d, "childproc_username", ev.username.clone());
+    put_opt(d, "childproc_commandline", ev.command_line.as_deref());
+    put_opt(d, "childproc_username", ev.username.as_deref());
     put_opt(d, "tamper", m.tamper);
     put_opt(d, "tamper_sent", m.tamper_sent);
 
@@ -1134,7 +1163,7 @@ fn crossproc(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, m: &CbCrossProcessM
     if m.open.is_some()
         && let Some(r) = &m.remotethread
     {
-        let mut rt = Details::default();
+        let mut rt = Details::new();
         put_opt(&mut rt, "target_pid", r.remote_proc_pid);
         put_opt(&mut rt, "target_create_time", r.remote_proc_create_time);
         put_str(&mut rt, "target_path", r.remote_proc_path.as_deref());
@@ -1159,7 +1188,7 @@ fn crossproc(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, m: &CbCrossProcessM
         d.insert_nested("remotethread", rt);
     }
     ev.action = kind.map(str::to_owned);
-    put_opt(d, "cross_process_type", ev.action.clone());
+    put_opt(d, "cross_process_type", ev.action.as_deref());
     put_opt(d, "is_target", m.is_target);
     put_opt(d, "tamper", m.tamper);
     put_opt(d, "tamper_sent", m.tamper_sent);
@@ -1173,10 +1202,10 @@ fn crossproc(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, m: &CbCrossProcessM
     put_opt(d, "target_pid", t.pid);
     // Raw FILETIME, as the reference emits it.
     put_opt(d, "target_create_time", t.create_time);
-    put_opt(d, "target_path", ev.path.clone());
-    put_opt(d, "target_md5", ev.md5.clone());
-    put_opt(d, "target_sha256", ev.sha256.clone());
-    put_opt(d, "target_process_guid", guid.clone());
+    put_opt(d, "target_path", ev.path.as_deref());
+    put_opt(d, "target_md5", ev.md5.as_deref());
+    put_opt(d, "target_sha256", ev.sha256.as_deref());
+    put_opt(d, "target_process_guid", guid.as_deref());
 
     if let Some(g) = guid {
         let mut f = ctx.facts(g, FactRank::ParentReference);
@@ -1197,7 +1226,7 @@ fn emet(ev: &mut Event, d: &mut Details, m: &CbEmetMitigationMsg) {
         .and_then(|a| a.mitigation_type)
         .map(mitigation_name);
     put_str(d, "log_message", m.action_text.as_deref());
-    put_opt(d, "mitigation", ev.action.clone());
+    put_opt(d, "mitigation", ev.action.as_deref());
     put_opt(d, "blocked", m.blocked);
     put_opt(d, "log_id", m.emet_id);
     put_opt(d, "emet_timestamp", m.emet_timstamp);
@@ -1225,17 +1254,17 @@ fn blocked(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, m: &CbProcessBlockedM
         .to_owned()
     });
 
-    put_opt(d, "md5", ev.md5.clone());
-    put_opt(d, "path", ev.path.clone());
+    put_opt(d, "md5", ev.md5.as_deref());
+    put_opt(d, "path", ev.path.as_deref());
     // The reference names the blocked process `process_guid`/`pid`/`process_create_time`; here
     // those would be confused with the acting (header) process, so the target_* names of
     // crossproc are used.
-    put_opt(d, "target_process_guid", guid.clone());
+    put_opt(d, "target_process_guid", guid.as_deref());
     put_opt(d, "target_pid", m.blocked_pid);
     put_opt(d, "target_create_time", m.blocked_proc_create_time);
-    put_opt(d, "command_line", ev.command_line.clone());
+    put_opt(d, "command_line", ev.command_line.as_deref());
     put_str(d, "uid", m.blocked_uid.as_deref());
-    put_opt(d, "username", ev.username.clone());
+    put_opt(d, "username", ev.username.as_deref());
     put_opt(
         d,
         "blocked_reason",
@@ -1253,7 +1282,7 @@ fn blocked(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, m: &CbProcessBlockedM
             n => format!("unknown ({n})"),
         }),
     );
-    put_opt(d, "blocked_result", ev.action.clone());
+    put_opt(d, "blocked_result", ev.action.as_deref());
     put_opt(d, "blocked_error", m.block_error);
 
     if let Some(g) = guid {
@@ -1282,19 +1311,19 @@ fn process_meta(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, m: &CbProcessMet
     ev.username = nonempty(m.username.as_deref()).map(str::to_owned);
     ev.target_guid = guid.clone();
 
-    put_opt(d, "meta_process_guid", guid.clone());
+    put_opt(d, "meta_process_guid", guid.as_deref());
     put_opt(d, "process_guid_legacy", m.process_guid);
     put_opt(d, "process_create_time", m.process_create_time);
     put_opt(d, "process_pid", m.process_pid);
-    put_opt(d, "process_md5", md5.clone());
-    put_opt(d, "process_sha256", sha256.clone());
-    put_opt(d, "process_path", ev.path.clone());
+    put_opt(d, "process_md5", md5.as_deref());
+    put_opt(d, "process_sha256", sha256.as_deref());
+    put_opt(d, "process_path", ev.path.as_deref());
     put_str(d, "uid", m.uid.as_deref());
-    put_opt(d, "username", ev.username.clone());
-    put_opt(d, "command_line", cmdline.clone());
+    put_opt(d, "username", ev.username.as_deref());
+    put_opt(d, "command_line", cmdline.as_deref());
     put_opt(d, "parent_pid", m.parent_pid);
     put_opt(d, "parent_create_time", m.parent_create_time);
-    put_opt(d, "parent_guid", parent_guid.clone());
+    put_opt(d, "parent_guid", parent_guid.as_deref());
     put_opt(d, "parent_md5", hash_hex(m.parent_md5.as_deref()));
     put_opt(d, "parent_sha256", hash_hex(m.parent_sha256.as_deref()));
     put_str(d, "parent_path", m.parent_path.as_deref());
@@ -1358,7 +1387,7 @@ fn binary(ctx: &Ctx<'_>, m: &CbModuleInfoMsg) -> Result<Binary, String> {
 }
 
 fn module_details(m: &CbModuleInfoMsg) -> Details {
-    let mut d = Details::default();
+    let mut d = Details::new();
     put_opt(&mut d, "md5", m.md5.as_deref().and_then(text_hash_upper));
     put_opt(
         &mut d,
@@ -1366,7 +1395,7 @@ fn module_details(m: &CbModuleInfoMsg) -> Details {
         m.sha256.as_deref().and_then(text_hash_upper),
     );
     put_opt(&mut d, "size", m.original_module_length);
-    let mut sig = Details::default();
+    let mut sig = Details::new();
     put_str(&mut sig, "result", m.utf8_dig_sig_result.as_deref());
     put_str(&mut sig, "publisher", m.utf8_dig_sig_publisher.as_deref());
     put_str(
@@ -1449,10 +1478,10 @@ fn module_details(m: &CbModuleInfoMsg) -> Details {
         m.utf8_on_disk_filename.as_deref(),
     );
     if let Some(icon) = m.icon.as_deref().filter(|b| !b.is_empty()) {
-        d.insert("icon", Value::String(base64(icon)));
+        d.insert("icon", base64(icon));
     }
     if let Some(h) = m.image_file_header.as_deref().filter(|b| !b.is_empty()) {
-        d.insert("image_file_header", Value::String(base64(h)));
+        d.insert("image_file_header", base64(h));
     }
     d
 }
@@ -1548,90 +1577,167 @@ fn lookup_string(strings: &[CbStringMsg], guid: Option<i64>) -> Option<String> {
         .and_then(|s| text_opt(s.utf8string.as_deref()))
 }
 
-/// The `details` object of one record, collected as key/value pairs and rendered to JSON text
-/// once, on the decode thread. A JSON map per record cost an allocation per key and per tree node,
-/// another pass to serialise it on the writer thread and a third to free it there.
+/// The `details` object of one record. Each value is written as JSON text the moment it is put,
+/// straight from the borrowed protobuf or event field, and the object is assembled once, on the
+/// decode thread, with the keys sorted. Owning a copy of every value until then (a `String` or a
+/// `serde_json::Value` per key) cost an allocation and a free per key, most of them copies of
+/// strings the event keeps in its typed columns anyway.
 ///
-/// Keys come out sorted (as `serde_json::Map` orders them); a key inserted again replaces the
-/// earlier value, as in a map.
-#[derive(Debug, Default)]
-struct Details(Vec<(&'static str, Item)>);
-
+/// Keys come out sorted (as `serde_json::Map` orders them); a key put again replaces the earlier
+/// value, as in a map.
 #[derive(Debug)]
-enum Item {
-    Value(Value),
-    Nested(Details),
+struct Details {
+    /// The values' JSON text, back to back in the order they were put.
+    text: String,
+    /// Each key with where its value lies in `text`.
+    items: Vec<(&'static str, Range<usize>)>,
 }
 
 impl Details {
-    fn insert(&mut self, key: &'static str, v: Value) {
-        self.0.push((key, Item::Value(v)));
+    /// Sized for a typical record (a few hundred bytes, up to a dozen keys): growing from empty
+    /// cost several reallocations per record.
+    fn new() -> Details {
+        Details {
+            text: String::with_capacity(384),
+            items: Vec::with_capacity(16),
+        }
     }
 
-    fn insert_nested(&mut self, key: &'static str, d: Details) {
-        self.0.push((key, Item::Nested(d)));
+    fn insert(&mut self, key: &'static str, v: impl Json) {
+        let start = self.text.len();
+        v.write_json(&mut self.text);
+        self.items.push((key, start..self.text.len()));
+    }
+
+    fn insert_nested(&mut self, key: &'static str, mut d: Details) {
+        let start = self.text.len();
+        d.write(&mut self.text);
+        self.items.push((key, start..self.text.len()));
+    }
+
+    /// Put every value of `other`, in its order.
+    fn extend(&mut self, other: Details) {
+        let shift = self.text.len();
+        self.text.push_str(&other.text);
+        self.items.extend(
+            other
+                .items
+                .into_iter()
+                .map(|(key, r)| (key, r.start + shift..r.end + shift)),
+        );
     }
 
     fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.items.is_empty()
     }
 
-    fn into_json(self) -> String {
-        let mut out = Vec::with_capacity(64 + 24 * self.0.len());
+    /// Empty again, keeping the memory for the next record.
+    fn clear(&mut self) {
+        self.text.clear();
+        self.items.clear();
+    }
+
+    /// The object as JSON text (sorting the keys in place).
+    fn render(&mut self) -> String {
+        // Exactly what `write` needs at most (braces, and per key its quotes, colon and comma),
+        // so the text is never reallocated on the way.
+        let keys: usize = self.items.iter().map(|(key, _)| key.len() + 4).sum();
+        let mut out = String::with_capacity(2 + keys + self.text.len());
         self.write(&mut out);
-        // Only JSON text (UTF-8) was written.
-        String::from_utf8(out).unwrap_or_default()
+        out
     }
 
-    fn write(mut self, out: &mut Vec<u8>) {
-        // Stable: of equal keys the last inserted comes last, and only the last is written.
-        self.0.sort_by(|a, b| a.0.cmp(b.0));
-        out.push(b'{');
-        let mut items = self.0.into_iter().peekable();
+    fn write(&mut self, out: &mut String) {
+        // Stable: of equal keys the last put comes last, and only the last is written. Most keys
+        // differ in their first byte, and comparing that inline spares a memcmp call.
+        self.items.sort_by(|(a, _), (b, _)| {
+            a.as_bytes()
+                .first()
+                .cmp(&b.as_bytes().first())
+                .then_with(|| a.cmp(b))
+        });
+        out.push('{');
+        let mut items = self.items.iter().peekable();
         let mut first = true;
-        while let Some((key, item)) = items.next() {
-            if items.peek().is_some_and(|(next, _)| *next == key) {
+        while let Some((key, range)) = items.next() {
+            if items.peek().is_some_and(|(next, _)| next == key) {
                 continue;
             }
             if !first {
-                out.push(b',');
+                out.push(',');
             }
             first = false;
             // Keys are names written in this file: nothing in them needs escaping.
             debug_assert!(key.bytes().all(|b| ESCAPE[usize::from(b)] == 0), "{key}");
-            out.push(b'"');
-            out.extend_from_slice(key.as_bytes());
-            out.extend_from_slice(b"\":");
-            match item {
-                Item::Value(v) => write_value(out, &v),
-                Item::Nested(d) => d.write(out),
+            out.push('"');
+            out.push_str(key);
+            out.push_str("\":");
+            out.push_str(&self.text[range.clone()]);
+        }
+        out.push('}');
+    }
+}
+
+/// A value `details` can hold, written as JSON text.
+trait Json {
+    fn write_json(&self, out: &mut String);
+}
+
+impl Json for str {
+    fn write_json(&self, out: &mut String) {
+        write_str(out, self);
+    }
+}
+
+impl Json for String {
+    fn write_json(&self, out: &mut String) {
+        write_str(out, self);
+    }
+}
+
+impl Json for bool {
+    fn write_json(&self, out: &mut String) {
+        out.push_str(if *self { "true" } else { "false" });
+    }
+}
+
+macro_rules! json_integer {
+    ($($t:ty),*) => {$(
+        impl Json for $t {
+            fn write_json(&self, out: &mut String) {
+                out.push_str(itoa::Buffer::new().format(*self));
             }
         }
-        out.push(b'}');
+    )*};
+}
+json_integer!(u16, i32, i64, u32, u64);
+
+impl Json for Value {
+    fn write_json(&self, out: &mut String) {
+        write_value(out, self);
+    }
+}
+
+impl<T: Json + ?Sized> Json for &T {
+    fn write_json(&self, out: &mut String) {
+        (**self).write_json(out);
     }
 }
 
 /// `v` as JSON text, exactly as serde_json writes it. Strings, integers and booleans, nearly
 /// everything a record holds, are written here directly; serde_json's general serializer cost
 /// more than the rest of rendering a record.
-fn write_value(out: &mut Vec<u8>, v: &Value) {
+fn write_value(out: &mut String, v: &Value) {
     match v {
         Value::String(s) => write_str(out, s),
-        Value::Bool(true) => out.extend_from_slice(b"true"),
-        Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Number(n) if n.is_i64() || n.is_u64() => {
-            let mut buf = itoa::Buffer::new();
-            let text = match (n.as_i64(), n.as_u64()) {
-                (Some(i), _) => buf.format(i),
-                (None, Some(u)) => buf.format(u),
-                (None, None) => unreachable!("checked: an integer"),
-            };
-            out.extend_from_slice(text.as_bytes());
-        }
-        // Floats, arrays, nested objects, null: rare, and writing into a Vec cannot fail.
-        other => {
-            let _ = serde_json::to_writer(&mut *out, other);
-        }
+        Value::Bool(b) => b.write_json(out),
+        Value::Number(n) if n.is_i64() || n.is_u64() => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => i.write_json(out),
+            (None, Some(u)) => u.write_json(out),
+            (None, None) => unreachable!("checked: an integer"),
+        },
+        // Floats, arrays, nested objects, null: rare, and serialising a `Value` cannot fail.
+        other => out.push_str(&serde_json::to_string(other).unwrap_or_default()),
     }
 }
 
@@ -1654,49 +1760,78 @@ const ESCAPE: [u8; 256] = {
     t
 };
 
-/// `s` as a JSON string literal.
-fn write_str(out: &mut Vec<u8>, s: &str) {
+/// Does any of the 8 bytes of `w` need escaping (a control byte, `"` or `\`)? Exact: the
+/// classic "has a zero byte" / "has a byte less than n" bit tricks never miss, and never fire
+/// unless some byte matches.
+const fn any_escape(w: u64) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let control = w.wrapping_sub(ONES * 0x20) & !w;
+    let q = w ^ (ONES * b'"' as u64);
+    let quote = q.wrapping_sub(ONES) & !q;
+    let b = w ^ (ONES * b'\\' as u64);
+    let backslash = b.wrapping_sub(ONES) & !b;
+    (control | quote | backslash) & HIGH != 0
+}
+
+/// `s` as a JSON string literal. Every Windows path has backslashes, but runs of eight bytes
+/// with nothing to escape are still most of the text, so those are skipped a word at a time;
+/// byte by byte this was a tenth of the decode thread's work.
+fn write_str(out: &mut String, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
-    out.push(b'"');
+    out.push('"');
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc = ESCAPE[usize::from(b)];
-        if esc == 0 {
-            continue;
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(word) = bytes.get(i..i + 8) {
+            let w = u64::from_ne_bytes(word.try_into().expect("8 bytes"));
+            if !any_escape(w) {
+                i += 8;
+                continue;
+            }
         }
-        out.extend_from_slice(&bytes[start..i]);
-        match esc {
-            b'u' => out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 0xf)],
-            ]),
-            c => out.extend_from_slice(&[b'\\', c]),
+        let end = (i + 8).min(bytes.len());
+        for (j, &b) in (i..end).zip(&bytes[i..end]) {
+            let esc = ESCAPE[usize::from(b)];
+            if esc == 0 {
+                continue;
+            }
+            // `j` holds an ASCII byte, so both slice ends fall on character boundaries.
+            out.push_str(&s[start..j]);
+            match esc {
+                b'u' => {
+                    out.push_str("\\u00");
+                    out.push(char::from(HEX[usize::from(b >> 4)]));
+                    out.push(char::from(HEX[usize::from(b & 0xf)]));
+                }
+                c => {
+                    out.push('\\');
+                    out.push(char::from(c));
+                }
+            }
+            start = j + 1;
         }
-        start = i + 1;
+        i = end;
     }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
+    out.push_str(&s[start..]);
+    out.push('"');
 }
 
-fn put(d: &mut Details, key: &'static str, v: impl Into<Value>) {
-    d.insert(key, v.into());
+fn put(d: &mut Details, key: &'static str, v: impl Json) {
+    d.insert(key, v);
 }
 
-fn put_opt<T: Into<Value>>(d: &mut Details, key: &'static str, v: Option<T>) {
+fn put_opt<T: Json>(d: &mut Details, key: &'static str, v: Option<T>) {
     if let Some(v) = v {
-        d.insert(key, v.into());
+        d.insert(key, v);
     }
 }
 
 fn put_str(d: &mut Details, key: &'static str, v: Option<&str>) {
     if let Some(v) = nonempty(v) {
-        d.insert(key, Value::String(v.to_owned()));
+        d.insert(key, v);
     }
 }
 
@@ -1736,14 +1871,27 @@ mod tests {
             serde_json::json!(["a", 1, null, {"k": "v"}]),
         ];
         for v in values {
-            let mut out = Vec::new();
+            let mut out = String::new();
             write_value(&mut out, &v);
-            assert_eq!(
-                String::from_utf8(out).unwrap(),
-                serde_json::to_string(&v).unwrap()
-            );
+            assert_eq!(out, serde_json::to_string(&v).unwrap());
         }
     }
+    #[test]
+    fn strings_are_escaped_wherever_the_byte_falls_in_a_word() {
+        // Every escape and a multi-byte character, at every offset of strings up to three words
+        // long, so each lands in the word-at-a-time skip, in a word's tail and past the last word.
+        for special in ["\\", "\"", "\n", "\u{1}", "\u{1f}", "\u{7f}", "é", "日"] {
+            for len in 0..24 {
+                for at in 0..=len {
+                    let s = format!("{}{special}{}", "a".repeat(at), "b".repeat(len - at));
+                    let mut out = String::new();
+                    write_str(&mut out, &s);
+                    assert_eq!(out, serde_json::to_string(&s).unwrap(), "{s:?}");
+                }
+            }
+        }
+    }
+
     const CT: i64 = 130921710236713495;
     const PARENT_CT: i64 = 130919142851396573;
 
