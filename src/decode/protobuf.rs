@@ -2104,6 +2104,32 @@ mod tests {
     }
 
     #[test]
+    fn each_single_delivery_starts_afresh() {
+        // The decode thread keeps its message, details buffer and seen facts between single
+        // deliveries: none of it may carry over. The same event twice teaches its facts twice
+        // (each delivery may be stored or quarantined on its own), and an event after a richer
+        // one shows nothing of the richer one.
+        let mut rich = msg();
+        rich.env = env(1, "WIN-1");
+        rich.header.fork_pid = Some(7);
+        let first = event(&rich, &amqp(1));
+        let again = event(&rich, &amqp(1));
+        assert_eq!(first.processes.len(), 1);
+        assert_eq!(again.processes, first.processes);
+        assert_eq!(again.details, first.details);
+        assert!(
+            first.details.contains("\"fork_pid\":7"),
+            "{}",
+            first.details
+        );
+
+        let plain = event(&msg(), &amqp(1));
+        assert_eq!(plain.hostname.as_deref(), Some("AMQP-HOST"));
+        assert_eq!(plain.details, "{}");
+        assert_eq!(plain.processes.len(), 1);
+    }
+
+    #[test]
     fn header_only_and_legacy_guid() {
         let e = event(&msg(), &amqp(1));
         assert_eq!(e.event_type, Some(EventType::HeaderOnly));
