@@ -9,7 +9,7 @@ use std::net::Ipv6Addr;
 /// Milliseconds between 1601-01-01 (FILETIME epoch) and 1970-01-01 (Unix epoch).
 pub const FILETIME_UNIX_OFFSET_MS: i64 = 11_644_473_600_000;
 
-const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
+pub(super) const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 
 /// Windows FILETIME (100-ns ticks since 1601) → Unix milliseconds. 0 stays 0 ("no time").

@@ -18,8 +18,8 @@ use prost::Message;
 use serde_json::Value;
 
 use super::guid::{
-    filetime_to_start_ms, filetime_to_unix_ms, guid_from_parts, hash_hex, ipv4_from_sensor,
-    ipv6_from_sensor, port_from_sensor, text_hash_upper,
+    HEX_LOWER, filetime_to_start_ms, filetime_to_unix_ms, guid_from_parts, hash_hex,
+    ipv4_from_sensor, ipv6_from_sensor, port_from_sensor, text_hash_upper,
 };
 use crate::model::{Binary, Event, EventType, FactRank, Headers, ProcessFacts, Record, record_key};
 use crate::proto::{
@@ -1788,7 +1788,6 @@ const fn any_escape(w: u64) -> bool {
 /// with nothing to escape are still most of the text, so those are skipped a word at a time;
 /// byte by byte this was a tenth of the decode thread's work.
 fn write_str(out: &mut String, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push('"');
@@ -1813,8 +1812,8 @@ fn write_str(out: &mut String, s: &str) {
             match esc {
                 b'u' => {
                     out.push_str("\\u00");
-                    out.push(char::from(HEX[usize::from(b >> 4)]));
-                    out.push(char::from(HEX[usize::from(b & 0xf)]));
+                    out.push(char::from(HEX_LOWER[usize::from(b >> 4)]));
+                    out.push(char::from(HEX_LOWER[usize::from(b & 0xf)]));
                 }
                 c => {
                     out.push('\\');

@@ -91,18 +91,16 @@ impl<'c> FastStatement<'c> {
     fn bind_and_step(&mut self, params: &[Param<'_>]) -> rusqlite::Result<usize> {
         let st = self.stmt.as_ptr();
         for (i, p) in params.iter().enumerate() {
-            // Every parameter is already NULL here (after preparing, and after the previous
-            // `execute` cleared its bindings), and binding NULL over NULL still cost SQLite a
-            // value release per call: most event columns are NULL for any one event type.
-            if matches!(p, Param::Null) {
-                continue;
-            }
             let idx = c_int::try_from(i + 1).unwrap_or(c_int::MAX);
             // SAFETY: `st` is a live statement; text and blob pointers stay valid until the
             // bindings are cleared in `execute`, before `params` can go away (SQLITE_STATIC).
             let rc = unsafe {
                 match *p {
-                    Param::Null => ffi::SQLITE_OK,
+                    // Every parameter is already NULL here (after preparing, and after the
+                    // previous `execute` cleared its bindings), and binding NULL over NULL still
+                    // cost SQLite a value release per call: most event columns are NULL for any
+                    // one event type.
+                    Param::Null => continue,
                     Param::Int(v) => ffi::sqlite3_bind_int64(st, idx, v),
                     Param::Text(s) => ffi::sqlite3_bind_text64(
                         st,
