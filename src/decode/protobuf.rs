@@ -220,7 +220,7 @@ impl Default for InDelivery {
     fn default() -> InDelivery {
         InDelivery {
             seen: SeenFacts::default(),
-            details: Details::new(),
+            details: Details::for_event(),
             msg: CbEventMsg::default(),
         }
     }
@@ -725,10 +725,10 @@ fn process(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, m: &CbProcessMsg) {
     let parent_path = nonempty(m.parent_path.as_deref()).map(str::to_owned);
 
     put_opt(d, "created", m.created);
-    put_opt(d, "path", ev.path.as_deref());
-    put_opt(d, "md5", ev.md5.as_deref());
-    put_opt(d, "sha256", ev.sha256.as_deref());
-    put_opt(d, "command_line", ev.command_line.as_deref());
+    put_col(d, "path", ev.path.as_deref());
+    put_col(d, "md5", ev.md5.as_deref());
+    put_col(d, "sha256", ev.sha256.as_deref());
+    put_col(d, "command_line", ev.command_line.as_deref());
     put_opt(d, "pid", m.pid);
     put_opt(d, "parent_pid", m.parent_pid);
     put_opt(d, "parent_guid", parent_guid.as_deref());
@@ -742,7 +742,7 @@ fn process(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, m: &CbProcessMsg) {
     put_opt(d, "parent_path", parent_path.as_deref());
     put_opt(d, "parent_md5", parent_md5.as_deref());
     put_opt(d, "parent_sha256", parent_sha256.as_deref());
-    put_opt(d, "username", ev.username.as_deref());
+    put_col(d, "username", ev.username.as_deref());
     put_str(d, "uid", m.uid.as_deref());
     put_opt(d, "have_seen_before", m.have_seen_before);
     put_opt(d, "deprecated", m.deprecated);
@@ -790,9 +790,9 @@ fn modload(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, m: &CbModuleLoadMsg) 
     // attribute the process image's md5 to an arbitrary DLL.
     ev.md5 = hash_hex(m.md5hash.as_deref());
     ev.sha256 = hash_hex(m.sha256hash.as_deref());
-    put_opt(d, "path", ev.path.as_deref());
-    put_opt(d, "md5", ev.md5.as_deref());
-    put_opt(d, "sha256", ev.sha256.as_deref());
+    put_col(d, "path", ev.path.as_deref());
+    put_col(d, "md5", ev.md5.as_deref());
+    put_col(d, "sha256", ev.sha256.as_deref());
     put_opt(d, "guid", m.guid);
     put_opt(d, "scanid", m.scanid);
     put_opt(d, "is_process_base_module", m.is_process_base_module);
@@ -816,8 +816,8 @@ fn filemod(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, m: &CbFileModMsg) {
     });
     ev.md5 = hash_hex(m.md5hash.as_deref());
     ev.sha256 = hash_hex(m.sha256hash.as_deref());
-    put_opt(d, "path", ev.path.as_deref());
-    put_opt(d, "action", ev.action.as_deref());
+    put_col(d, "path", ev.path.as_deref());
+    put_col(d, "action", ev.action.as_deref());
     put_opt(d, "action_type", m.action);
     put_opt(d, "file_type", m.r#type);
     put_opt(d, "filetype_name", m.r#type.map(file_type_name));
@@ -842,8 +842,8 @@ fn regmod(ev: &mut Event, d: &mut Details, m: &CbRegModMsg) {
         }
         .to_owned()
     });
-    put_opt(d, "path", ev.path.as_deref());
-    put_opt(d, "action", ev.action.as_deref());
+    put_col(d, "path", ev.path.as_deref());
+    put_col(d, "action", ev.action.as_deref());
     put_opt(d, "action_type", m.action);
     // Each key carries its own field (the reference swaps these two).
     put_opt(d, "tamper", m.tamper);
@@ -955,12 +955,12 @@ fn netconn_v1(ev: &mut Event, d: &mut Details, n: &NetV1<'_>) {
     put_opt(d, "ipv6", ipv6);
     put_opt(d, "port", n.port.map(port_from_sensor));
     put_opt(d, "protocol", n.protocol);
-    put_opt(d, "direction", ev.direction.as_deref());
-    put_opt(d, "domain", ev.domain.as_deref());
-    put_opt(d, "remote_ip", n.remote_ip.map(ipv4_from_sensor));
-    put_opt(d, "remote_port", n.remote_port.map(port_from_sensor));
-    put_opt(d, "local_ip", ev.local_ip.as_deref());
-    put_opt(d, "local_port", ev.local_port);
+    put_col(d, "direction", ev.direction.as_deref());
+    put_col(d, "domain", ev.domain.as_deref());
+    put_col(d, "remote_ip", n.remote_ip.map(ipv4_from_sensor));
+    put_col(d, "remote_port", n.remote_port.map(port_from_sensor));
+    put_col(d, "local_ip", ev.local_ip.as_deref());
+    put_col(d, "local_port", ev.local_port);
     put_opt(d, "proxy", n.proxy);
     put_opt(d, "proxy_ip", n.proxy_ipv4.map(ipv4_from_sensor));
     put_opt(d, "proxy_port", n.proxy_port.map(port_from_sensor));
@@ -1049,12 +1049,12 @@ fn netconn_v2(ev: &mut Event, d: &mut Details, n: &NetV2<'_>) {
 
     // Lower-case `protocol` (the reference emits `Protocol` for v2 by accident).
     put_opt(d, "protocol", n.protocol);
-    put_opt(d, "domain", ev.domain.as_deref());
-    put_opt(d, "direction", ev.direction.as_deref());
-    put_opt(d, "local_ip", ev.local_ip.as_deref());
-    put_opt(d, "local_port", ev.local_port);
-    put_opt(d, "remote_ip", ev.remote_ip.as_deref());
-    put_opt(d, "remote_port", ev.remote_port);
+    put_col(d, "domain", ev.domain.as_deref());
+    put_col(d, "direction", ev.direction.as_deref());
+    put_col(d, "local_ip", ev.local_ip.as_deref());
+    put_col(d, "local_port", ev.local_port);
+    put_col(d, "remote_ip", ev.remote_ip.as_deref());
+    put_col(d, "remote_port", ev.remote_port);
     put_opt(d, "proxy", n.proxy);
     put_opt(d, "proxy_ip", n.proxy_ip.map(ip_addr));
     put_opt(d, "proxy_port", n.proxy_port.map(port_from_sensor));
@@ -1079,9 +1079,9 @@ fn childproc(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, m: &CbChildProcessM
         .map(|c| if c { "start" } else { "end" }.to_owned());
 
     put_opt(d, "created", m.created);
-    put_opt(d, "path", ev.path.as_deref());
-    put_opt(d, "md5", ev.md5.as_deref());
-    put_opt(d, "sha256", ev.sha256.as_deref());
+    put_col(d, "path", ev.path.as_deref());
+    put_col(d, "md5", ev.md5.as_deref());
+    put_col(d, "sha256", ev.sha256.as_deref());
     put_opt(d, "child_pid", m.pid);
     put_opt(d, "child_create_time", m.create_time);
     put_opt(d, "child_process_guid", child_guid.as_deref());
@@ -1264,17 +1264,17 @@ fn blocked(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, m: &CbProcessBlockedM
         .to_owned()
     });
 
-    put_opt(d, "md5", ev.md5.as_deref());
-    put_opt(d, "path", ev.path.as_deref());
+    put_col(d, "md5", ev.md5.as_deref());
+    put_col(d, "path", ev.path.as_deref());
     // The reference names the blocked process `process_guid`/`pid`/`process_create_time`; here
     // those would be confused with the acting (header) process, so the target_* names of
     // crossproc are used.
     put_opt(d, "target_process_guid", guid.as_deref());
     put_opt(d, "target_pid", m.blocked_pid);
     put_opt(d, "target_create_time", m.blocked_proc_create_time);
-    put_opt(d, "command_line", ev.command_line.as_deref());
+    put_col(d, "command_line", ev.command_line.as_deref());
     put_str(d, "uid", m.blocked_uid.as_deref());
-    put_opt(d, "username", ev.username.as_deref());
+    put_col(d, "username", ev.username.as_deref());
     put_opt(
         d,
         "blocked_reason",
@@ -1329,8 +1329,8 @@ fn process_meta(ev: &mut Event, d: &mut Details, ctx: &Ctx<'_>, m: &CbProcessMet
     put_opt(d, "process_sha256", sha256.as_deref());
     put_opt(d, "process_path", ev.path.as_deref());
     put_str(d, "uid", m.uid.as_deref());
-    put_opt(d, "username", ev.username.as_deref());
-    put_opt(d, "command_line", cmdline.as_deref());
+    put_col(d, "username", ev.username.as_deref());
+    put_col(d, "command_line", cmdline.as_deref());
     put_opt(d, "parent_pid", m.parent_pid);
     put_opt(d, "parent_create_time", m.parent_create_time);
     put_opt(d, "parent_guid", parent_guid.as_deref());
@@ -1595,12 +1595,19 @@ fn lookup_string(strings: &[CbStringMsg], guid: Option<i64>) -> Option<String> {
 ///
 /// Keys come out sorted (as `serde_json::Map` orders them); a key put again replaces the earlier
 /// value, as in a map.
+///
+/// A field the event stores in the typed column of the same name (`path`, `md5`, `remote_ip`, ...)
+/// is put with [`put_col`] and left out of an event's own object: repeating it there made a
+/// half of the bytes of `details` and a quarter of the database. A secondary payload's object
+/// (`other_payloads`) keeps it, since none of its fields has a column.
 #[derive(Debug)]
 struct Details {
     /// The values' JSON text, back to back in the order they were put.
     text: String,
     /// Each key with where its value lies in `text`.
     items: Vec<(&'static str, Range<usize>)>,
+    /// The object is an event's own `details`, stored beside that event's typed columns.
+    beside_columns: bool,
 }
 
 impl Details {
@@ -1610,6 +1617,15 @@ impl Details {
         Details {
             text: String::with_capacity(384),
             items: Vec::with_capacity(16),
+            beside_columns: false,
+        }
+    }
+
+    /// The `details` of an event whose typed columns are stored with it.
+    fn for_event() -> Details {
+        Details {
+            beside_columns: true,
+            ..Details::new()
         }
     }
 
@@ -1835,6 +1851,14 @@ fn put(d: &mut Details, key: &'static str, v: impl Json) {
 fn put_opt<T: Json>(d: &mut Details, key: &'static str, v: Option<T>) {
     if let Some(v) = v {
         d.insert(key, v);
+    }
+}
+
+/// A field that is also the value of the event's typed column named `key`: only a secondary
+/// payload's object keeps it (see [`Details`]).
+fn put_col<T: Json>(d: &mut Details, key: &'static str, v: Option<T>) {
+    if !d.beside_columns {
+        put_opt(d, key, v);
     }
 }
 
