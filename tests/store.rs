@@ -253,6 +253,10 @@ fn an_existing_file_keeps_its_page_size() {
         200 * 1024 * 1024 / 4096,
         "the backstop is in bytes, whatever the page size"
     );
+    assert!(
+        pragma_i64(w.connection(), "journal_size_limit") > 200 * 1024 * 1024,
+        "the WAL kept on disk after a checkpoint has room for what is written up to the backstop"
+    );
     w.write_batch(&mixed_batch()).unwrap();
     drop(w);
     let w = Writer::open(&path).unwrap();
