@@ -149,8 +149,9 @@ impl std::fmt::Display for EventType {
 
 /// A decoded raw endpoint event.
 ///
-/// Typed fields are the ones analysts filter and join on; `details` holds every decoded field of the
-/// payload (names as in the reference forwarder's JSON where it has one) so nothing is lost.
+/// Typed fields are the ones analysts filter and join on; `details` holds every other decoded field
+/// of the payload (names as in the reference forwarder's JSON where it has one) so nothing is lost.
+/// A field a typed field of the same name holds is not repeated there.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Event {
     pub key: RecordKey,
@@ -186,7 +187,7 @@ pub struct Event {
     pub domain: Option<String>,
     pub command_line: Option<String>,
     pub username: Option<String>,
-    /// Every decoded field of the payload: the text of a JSON object, rendered by decode (off the
+    /// The payload's other decoded fields: the text of a JSON object, rendered by decode (off the
     /// writer thread, which stores it as it is). Empty stands for `{}`.
     pub details: String,
     /// What this event teaches about processes (its own, its parent, its child).
