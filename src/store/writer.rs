@@ -13,7 +13,9 @@ use crate::model::{
     Binary, Event, EventType, FactRank, Notification, ProcessFacts, Quarantined, Record,
 };
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{
+    CachedStatement, Connection, OptionalExtension, Transaction, TransactionBehavior, params,
+};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -463,6 +465,7 @@ fn store_batch<'r>(
     let mut sensors = Sensors::default();
     let mut by_type = [0u64; EventType::ALL.len()];
     let stored = store_events(tx, path, records, now)?;
+    let mut stmts = RecordStatements::default();
 
     // Everything that depends on arrival order (process facts of equal rank: the first wins; a
     // sensor's latest host name) is learned in record order, whatever order the events were
@@ -483,7 +486,7 @@ fn store_batch<'r>(
                     stats.duplicates += 1;
                 }
             }
-            Record::Binary(b) => match store_binary(tx, b, now, path)? {
+            Record::Binary(b) => match store_binary(tx, &mut stmts, b, now, path)? {
                 BinaryOutcome::New => {
                     stats.binaries += 1;
                     sensors.see(b.sensor_id, b.hostname.as_deref(), b.timestamp_ms);
@@ -492,7 +495,7 @@ fn store_batch<'r>(
                 BinaryOutcome::Duplicate => stats.duplicates += 1,
             },
             Record::Notification(n) => {
-                if let Some(id) = store_notification(tx, n, now, path)? {
+                if let Some(id) = store_notification(tx, &mut stmts, n, now, path)? {
                     stats.notifications += 1;
                     *stats
                         .notifications_by_kind
@@ -514,7 +517,7 @@ fn store_batch<'r>(
                 }
             }
             Record::Quarantined(q) => {
-                if store_quarantined(tx, q, now, path)? {
+                if store_quarantined(tx, &mut stmts, q, now, path)? {
                     stats.quarantined += 1;
                     *stats
                         .quarantined_by_reason
@@ -752,22 +755,47 @@ fn details_text(details: &str) -> &str {
     if details.is_empty() { "{}" } else { details }
 }
 
+/// The statements a batch runs once per binary, notification or quarantined record, each prepared
+/// at its first use in the batch. Fetched from the connection's statement cache per record, they
+/// cost a hash and a comparison of their whole SQL text each time, which for a batch with
+/// thousands of module messages was more than binding them.
+#[derive(Default)]
+struct RecordStatements<'t> {
+    insert_binary: Option<CachedStatement<'t>>,
+    fill_binary: Option<CachedStatement<'t>>,
+    insert_notification: Option<CachedStatement<'t>>,
+    insert_target: Option<CachedStatement<'t>>,
+    insert_quarantine: Option<CachedStatement<'t>>,
+}
+
+/// The statement in `slot`, prepared now if the batch has not used it yet.
+fn prepared<'s, 't>(
+    slot: &'s mut Option<CachedStatement<'t>>,
+    tx: &'t Transaction<'_>,
+    sql: &str,
+) -> rusqlite::Result<&'s mut CachedStatement<'t>> {
+    Ok(match slot {
+        Some(stmt) => stmt,
+        empty @ None => empty.insert(tx.prepare_cached(sql)?),
+    })
+}
+
 enum BinaryOutcome {
     New,
     Filled,
     Duplicate,
 }
 
-fn store_binary(
-    tx: &Transaction<'_>,
+fn store_binary<'t>(
+    tx: &'t Transaction<'_>,
+    stmts: &mut RecordStatements<'t>,
     b: &Binary,
     now: i64,
     path: &Path,
 ) -> Result<BinaryOutcome, StoreError> {
     let err = sql_err(path);
-    let inserted = tx
-        .prepare_cached(INSERT_BINARY)
-        .and_then(|mut s| {
+    let inserted = prepared(&mut stmts.insert_binary, tx, INSERT_BINARY)
+        .and_then(|s| {
             s.execute(params![
                 b.md5,
                 b.sha256,
@@ -790,9 +818,8 @@ fn store_binary(
     if inserted == 1 {
         return Ok(BinaryOutcome::New);
     }
-    let filled = tx
-        .prepare_cached(FILL_BINARY)
-        .and_then(|mut s| {
+    let filled = prepared(&mut stmts.fill_binary, tx, FILL_BINARY)
+        .and_then(|s| {
             s.execute(params![
                 b.md5,
                 b.sha256,
@@ -817,16 +844,16 @@ fn store_binary(
 }
 
 /// Insert a notification and its targets; its row id, or `None` when its key is already stored.
-fn store_notification(
-    tx: &Transaction<'_>,
+fn store_notification<'t>(
+    tx: &'t Transaction<'_>,
+    stmts: &mut RecordStatements<'t>,
     n: &Notification,
     now: i64,
     path: &Path,
 ) -> Result<Option<i64>, StoreError> {
     let err = sql_err(path);
-    let inserted = tx
-        .prepare_cached(INSERT_NOTIFICATION)
-        .and_then(|mut s| {
+    let inserted = prepared(&mut stmts.insert_notification, tx, INSERT_NOTIFICATION)
+        .and_then(|s| {
             s.execute(params![
                 n.key,
                 n.routing_key,
@@ -850,7 +877,7 @@ fn store_notification(
         return Ok(None);
     }
     let id = tx.last_insert_rowid();
-    let mut ins = tx.prepare_cached(INSERT_TARGET).map_err(&err)?;
+    let ins = prepared(&mut stmts.insert_target, tx, INSERT_TARGET).map_err(&err)?;
     for (idx, t) in n.targets.iter().enumerate() {
         ins.execute(params![
             id,
@@ -867,8 +894,9 @@ fn store_notification(
 }
 
 /// Insert a quarantined input; false when its key is already stored.
-fn store_quarantined(
-    tx: &Transaction<'_>,
+fn store_quarantined<'t>(
+    tx: &'t Transaction<'_>,
+    stmts: &mut RecordStatements<'t>,
     q: &Quarantined,
     now: i64,
     path: &Path,
@@ -878,9 +906,8 @@ fn store_quarantined(
         what: "quarantine headers",
         source,
     })?;
-    let inserted = tx
-        .prepare_cached(INSERT_QUARANTINE)
-        .and_then(|mut s| {
+    let inserted = prepared(&mut stmts.insert_quarantine, tx, INSERT_QUARANTINE)
+        .and_then(|s| {
             s.execute(params![
                 q.key,
                 q.exchange,
