@@ -525,6 +525,69 @@ fn a_parent_known_only_by_reference_is_inferred_until_seen() {
     assert_eq!(p.last_event_ms, Some(1002));
 }
 
+/// The processes a lookup through `index` finds for `value`.
+fn processes_by_index(conn: &Connection, index: &str, column: &str, value: &str) -> Vec<String> {
+    let sql =
+        format!("SELECT guid FROM processes INDEXED BY {index} WHERE {column} = ?1 ORDER BY guid");
+    let mut stmt = conn.prepare(&sql).unwrap();
+    stmt.query_map([value], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// An update that keeps a row's `parent_guid`, `hostname` and `start_ms` leaves their index entries
+/// alone (a cheaper statement); one that changes them must move the entries.
+#[test]
+fn process_index_entries_follow_every_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Writer::open(&db(&dir, "index-entries.db")).unwrap();
+    let mut reference = facts(G1, FactRank::ParentReference);
+    reference.pid = Some(4);
+    w.write_batch(&[event("i1", G2, 1, vec![reference])])
+        .unwrap();
+    assert!(processes_by_index(w.connection(), "processes_host", "hostname", "WKS-7").is_empty());
+
+    // A header brings the keys: the entries move in.
+    let mut seen = facts(G1, FactRank::Observed);
+    seen.parent_guid = Some(PARENT.into());
+    seen.hostname = Some("WKS-7".into());
+    seen.start_ms = Some(500);
+    w.write_batch(&[event("i2", G1, 2, vec![seen])]).unwrap();
+    let by_parent =
+        |w: &Writer| processes_by_index(w.connection(), "processes_parent", "parent_guid", PARENT);
+    let by_host =
+        |w: &Writer, h: &str| processes_by_index(w.connection(), "processes_host", "hostname", h);
+    assert_eq!(by_parent(&w), [G1]);
+    assert_eq!(by_host(&w, "WKS-7"), [G1]);
+
+    // Other columns only.
+    let mut more = facts(G1, FactRank::Observed);
+    more.end_ms = Some(900);
+    more.username = Some("CORP\\bob".into());
+    w.write_batch(&[event("i3", G1, 3, vec![more])]).unwrap();
+    let r = process_row(w.connection(), G1).unwrap();
+    assert_eq!(
+        (r.end_ms, r.username.as_deref()),
+        (Some(900), Some("CORP\\bob"))
+    );
+    assert_eq!(by_parent(&w), [G1]);
+    assert_eq!(by_host(&w, "WKS-7"), [G1]);
+
+    // A better-ranked host name replaces the observed one: the entry moves again.
+    let mut start = facts(G1, FactRank::Procstart);
+    start.hostname = Some("WKS-8".into());
+    w.write_batch(&[event("i4", G1, 4, vec![start])]).unwrap();
+    assert!(by_host(&w, "WKS-7").is_empty());
+    assert_eq!(by_host(&w, "WKS-8"), [G1]);
+    assert_eq!(by_parent(&w), [G1]);
+    let integrity: String = w
+        .connection()
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+}
+
 #[test]
 fn higher_rank_overwrites_lower_rank_only_fills() {
     let dir = tempfile::tempdir().unwrap();

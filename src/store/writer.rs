@@ -440,6 +440,14 @@ const UPDATE_PROCESS: &str = "UPDATE processes SET parent_guid = ?2, sensor_id =
      end_ms = ?12, inferred = ?13, fact_rank = ?14, column_ranks = ?15, last_event_ms = ?16 \
      WHERE guid = ?1";
 
+/// [`UPDATE_PROCESS`] for a row whose `parent_guid`, `hostname` and `start_ms` stay as they are
+/// (same parameters, three of them unused). SQLite rewrites the entries of every index whose
+/// columns an UPDATE sets, equal or not: setting them anyway moved each updated process's entries
+/// in `processes_parent` and `processes_host` out and back in, for a procend or a late md5.
+const UPDATE_PROCESS_KEEPING_KEYS: &str = "UPDATE processes SET sensor_id = ?3, pid = ?5, \
+     path = ?6, cmdline = ?7, md5 = ?8, sha256 = ?9, username = ?10, end_ms = ?12, inferred = ?13, \
+     fact_rank = ?14, column_ranks = ?15, last_event_ms = ?16 WHERE guid = ?1";
+
 const TOUCH_PROCESS: &str = "UPDATE processes \
      SET last_event_ms = max(coalesce(last_event_ms, ?2), ?2) WHERE guid = ?1";
 
@@ -989,6 +997,9 @@ const PROCESS_COLUMNS: [&str; 11] = [
     "end_ms",
 ];
 const NCOLS: usize = PROCESS_COLUMNS.len();
+/// The [`PROCESS_COLUMNS`] that `processes_parent` and `processes_host` index: `parent_guid`,
+/// `hostname`, `start_ms`.
+const INDEXED_COLUMNS: [usize; 3] = [0, 2, 9];
 /// Bits per column in `column_ranks`: 0 = NULL, `rank + 1` = set by a fact of that rank.
 const RANK_BITS: u32 = 3;
 
@@ -1070,6 +1081,13 @@ impl<'a> Merged<'a> {
             columns: packed,
             max_rank: self.max_rank.unwrap_or(0),
         }
+    }
+
+    /// Do `self` and `other` agree on every column an index of `processes` holds?
+    fn same_index_keys(&self, other: &Merged<'_>) -> bool {
+        INDEXED_COLUMNS
+            .iter()
+            .all(|&i| self.cols[i].map(|(v, _)| v) == other.cols[i].map(|(v, _)| v))
     }
 
     /// Would merging `self` into a stored row whose merge state is `stored` change that row?
@@ -1157,6 +1175,9 @@ fn apply_processes<'r>(
     let mut select = tx.prepare_cached(SELECT_PROCESS).map_err(&err)?;
     let mut insert = tx.prepare_cached(INSERT_PROCESS).map_err(&err)?;
     let mut update = tx.prepare_cached(UPDATE_PROCESS).map_err(&err)?;
+    let mut update_keeping_keys = tx
+        .prepare_cached(UPDATE_PROCESS_KEEPING_KEYS)
+        .map_err(&err)?;
 
     // GUID order keeps the primary-key B-tree writes local.
     let mut processes: Vec<_> = processes.into_iter().collect();
@@ -1232,26 +1253,30 @@ fn apply_processes<'r>(
                 let ranks = merged.ranks();
                 if merged != before || last != last_event_ms {
                     let v = merged.column_values();
-                    update
-                        .execute(params![
-                            guid,
-                            v[0],
-                            v[1],
-                            v[2],
-                            v[3],
-                            v[4],
-                            v[5],
-                            v[6],
-                            v[7],
-                            v[8],
-                            v[9],
-                            v[10],
-                            ranks.max_rank == FactRank::ParentReference as u8,
-                            ranks.max_rank,
-                            ranks.columns,
-                            last,
-                        ])
-                        .map_err(&err)?;
+                    let stmt = if merged.same_index_keys(&before) {
+                        &mut update_keeping_keys
+                    } else {
+                        &mut update
+                    };
+                    stmt.execute(params![
+                        guid,
+                        v[0],
+                        v[1],
+                        v[2],
+                        v[3],
+                        v[4],
+                        v[5],
+                        v[6],
+                        v[7],
+                        v[8],
+                        v[9],
+                        v[10],
+                        ranks.max_rank == FactRank::ParentReference as u8,
+                        ranks.max_rank,
+                        ranks.columns,
+                        last,
+                    ])
+                    .map_err(&err)?;
                 }
                 learned.push((guid, ranks));
             }
