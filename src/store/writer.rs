@@ -435,18 +435,19 @@ const INSERT_PROCESS: &str = "INSERT INTO processes (guid, parent_guid, sensor_i
      first_seen_ms, last_event_ms) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
 
+/// Same parameters as [`INSERT_PROCESS`] (see [`write_process`]); `?16`, `first_seen_ms`, stays.
 const UPDATE_PROCESS: &str = "UPDATE processes SET parent_guid = ?2, sensor_id = ?3, hostname = ?4, \
      pid = ?5, path = ?6, cmdline = ?7, md5 = ?8, sha256 = ?9, username = ?10, start_ms = ?11, \
-     end_ms = ?12, inferred = ?13, fact_rank = ?14, column_ranks = ?15, last_event_ms = ?16 \
+     end_ms = ?12, inferred = ?13, fact_rank = ?14, column_ranks = ?15, last_event_ms = ?17 \
      WHERE guid = ?1";
 
 /// [`UPDATE_PROCESS`] for a row whose `parent_guid`, `hostname` and `start_ms` stay as they are
-/// (same parameters, three of them unused). SQLite rewrites the entries of every index whose
+/// (same parameters, those three unused). SQLite rewrites the entries of every index whose
 /// columns an UPDATE sets, equal or not: setting them anyway moved each updated process's entries
 /// in `processes_parent` and `processes_host` out and back in, for a procend or a late md5.
 const UPDATE_PROCESS_KEEPING_KEYS: &str = "UPDATE processes SET sensor_id = ?3, pid = ?5, \
      path = ?6, cmdline = ?7, md5 = ?8, sha256 = ?9, username = ?10, end_ms = ?12, inferred = ?13, \
-     fact_rank = ?14, column_ranks = ?15, last_event_ms = ?16 WHERE guid = ?1";
+     fact_rank = ?14, column_ranks = ?15, last_event_ms = ?17 WHERE guid = ?1";
 
 const TOUCH_PROCESS: &str = "UPDATE processes \
      SET last_event_ms = max(coalesce(last_event_ms, ?2), ?2) WHERE guid = ?1";
@@ -1219,28 +1220,7 @@ fn apply_processes<'r>(
 
         match stored {
             None => {
-                let ranks = p.merged.ranks();
-                let v = p.merged.column_values();
-                insert
-                    .execute(params![
-                        guid,
-                        v[0],
-                        v[1],
-                        v[2],
-                        v[3],
-                        v[4],
-                        v[5],
-                        v[6],
-                        v[7],
-                        v[8],
-                        v[9],
-                        v[10],
-                        ranks.max_rank == FactRank::ParentReference as u8,
-                        ranks.max_rank,
-                        ranks.columns,
-                        now,
-                        p.last_event_ms,
-                    ])
+                let ranks = write_process(&mut insert, guid, &p.merged, now, p.last_event_ms)
                     .map_err(&err)?;
                 stats.processes += 1;
                 learned.push((guid, ranks));
@@ -1250,39 +1230,52 @@ fn apply_processes<'r>(
                 let mut merged = before.clone();
                 merged.absorb(&p.merged);
                 let last = max_opt(last_event_ms, p.last_event_ms);
-                let ranks = merged.ranks();
                 if merged != before || last != last_event_ms {
-                    let v = merged.column_values();
                     let stmt = if merged.same_index_keys(&before) {
                         &mut update_keeping_keys
                     } else {
                         &mut update
                     };
-                    stmt.execute(params![
-                        guid,
-                        v[0],
-                        v[1],
-                        v[2],
-                        v[3],
-                        v[4],
-                        v[5],
-                        v[6],
-                        v[7],
-                        v[8],
-                        v[9],
-                        v[10],
-                        ranks.max_rank == FactRank::ParentReference as u8,
-                        ranks.max_rank,
-                        ranks.columns,
-                        last,
-                    ])
-                    .map_err(&err)?;
+                    write_process(stmt, guid, &merged, now, last).map_err(&err)?;
                 }
-                learned.push((guid, ranks));
+                learned.push((guid, merged.ranks()));
             }
         }
     }
     Ok(learned)
+}
+
+/// Run [`INSERT_PROCESS`] or one of the updates (they share its parameters) for `merged`; returns
+/// the row's merge state.
+fn write_process(
+    stmt: &mut CachedStatement<'_>,
+    guid: &str,
+    merged: &Merged<'_>,
+    now: i64,
+    last_event_ms: Option<i64>,
+) -> rusqlite::Result<RowRanks> {
+    let ranks = merged.ranks();
+    let v = merged.column_values();
+    stmt.execute(params![
+        guid,
+        v[0],
+        v[1],
+        v[2],
+        v[3],
+        v[4],
+        v[5],
+        v[6],
+        v[7],
+        v[8],
+        v[9],
+        v[10],
+        ranks.max_rank == FactRank::ParentReference as u8,
+        ranks.max_rank,
+        ranks.columns,
+        now,
+        last_event_ms,
+    ])?;
+    Ok(ranks)
 }
 
 /// Merge state of a stored row, enough to tell whether a fact would change it.
