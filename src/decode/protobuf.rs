@@ -1597,7 +1597,7 @@ fn lookup_string(strings: &[CbStringMsg], guid: Option<i64>) -> Option<String> {
 /// value, as in a map.
 ///
 /// A field the event stores in the typed column of the same name (`path`, `md5`, `remote_ip`, ...)
-/// is put with [`put_col`] and left out of an event's own object: repeating it there made a
+/// is put with [`put_col`] and left out of an event's own object: repeating it there made up
 /// half of the bytes of `details` and a quarter of the database. A secondary payload's object
 /// (`other_payloads`) keeps it, since none of its fields has a column.
 #[derive(Debug)]
@@ -1909,6 +1909,7 @@ mod tests {
             assert_eq!(out, serde_json::to_string(&v).unwrap());
         }
     }
+
     #[test]
     fn strings_are_escaped_wherever_the_byte_falls_in_a_word() {
         // Every escape and a multi-byte character, at every offset of strings up to three words

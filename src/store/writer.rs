@@ -1230,15 +1230,17 @@ fn apply_processes<'r>(
                 let mut merged = before.clone();
                 merged.absorb(&p.merged);
                 let last = max_opt(last_event_ms, p.last_event_ms);
-                if merged != before || last != last_event_ms {
+                let ranks = if merged != before || last != last_event_ms {
                     let stmt = if merged.same_index_keys(&before) {
                         &mut update_keeping_keys
                     } else {
                         &mut update
                     };
-                    write_process(stmt, guid, &merged, now, last).map_err(&err)?;
-                }
-                learned.push((guid, merged.ranks()));
+                    write_process(stmt, guid, &merged, now, last).map_err(&err)?
+                } else {
+                    merged.ranks()
+                };
+                learned.push((guid, ranks));
             }
         }
     }
@@ -1338,6 +1340,49 @@ mod tests {
             path: path.map(Into::into),
             pid,
             ..Default::default()
+        }
+    }
+
+    /// `INDEXED_COLUMNS` are exactly the columns the schema indexes on `processes` (besides its
+    /// primary key), and `UPDATE_PROCESS_KEEPING_KEYS` sets every other column of
+    /// `UPDATE_PROCESS` and none of those: an index added later must be added here too.
+    #[test]
+    fn the_keeping_keys_update_leaves_out_exactly_the_indexed_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = Writer::open(&dir.path().join("t.db")).unwrap();
+        let conn = w.connection();
+        let mut indexed: Vec<String> = conn
+            .prepare(
+                "SELECT ii.name FROM pragma_index_list('processes') il, \
+                 pragma_index_info(il.name) ii WHERE il.origin = 'c'",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        indexed.sort();
+        let mut ours: Vec<String> = INDEXED_COLUMNS
+            .iter()
+            .map(|&i| PROCESS_COLUMNS[i].to_owned())
+            .collect();
+        ours.sort();
+        assert_eq!(indexed, ours);
+
+        let set = |sql: &str, column: &str| sql.contains(&format!(" {column} = ?"));
+        let update_columns = PROCESS_COLUMNS.iter().chain(&[
+            "inferred",
+            "fact_rank",
+            "column_ranks",
+            "last_event_ms",
+        ]);
+        for column in update_columns {
+            assert!(set(UPDATE_PROCESS, column), "{column}");
+            assert_eq!(
+                set(UPDATE_PROCESS_KEEPING_KEYS, column),
+                !ours.iter().any(|c| c == column),
+                "{column}"
+            );
         }
     }
 
