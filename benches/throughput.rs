@@ -243,7 +243,8 @@ fn main() {
         println!("{name:<40} {}", each.join(" | "));
     }
     println!(
-        "\nCPU seconds while each side drained (2 cores: a side can use at most 2 x its wall time)"
+        "\nCPU seconds while each side drained (2 cores: a side can use at most 2 x its wall time); \
+         in brackets, seconds a thread was ready to run but waited for a core"
     );
     for (name, m) in &results {
         for (side, secs, usage) in [
@@ -251,12 +252,12 @@ fn main() {
             ("cbtrail", m.cbtrail_secs, &m.cbtrail_usage),
         ] {
             let broker = usage.broker;
-            let ours: f64 = usage.threads.iter().map(|(_, c)| c).sum();
+            let ours: f64 = usage.threads.iter().map(|(_, c, _)| c).sum();
             let per_thread: Vec<String> = usage
                 .threads
                 .iter()
-                .filter(|(_, c)| *c >= 0.005)
-                .map(|(t, c)| format!("{t} {c:.2}"))
+                .filter(|(_, c, _)| *c >= 0.005)
+                .map(|(t, c, w)| format!("{t} {c:.2} [{w:.2}]"))
                 .collect();
             println!(
                 "{name:<40} {side:<8} wall {secs:>6.2}  broker {broker:>6.2}  bench process {ours:>6.2} ({})",
@@ -654,8 +655,8 @@ fn fingerprint(db: &Path) -> std::collections::BTreeMap<String, (u64, u128)> {
 /// (`cbtrail-writer`, `cbtrail-decode`, `lapin-io-loop`, `tokio-rt-worker`, ...).
 struct CpuSnapshot {
     broker: f64,
-    /// Thread id → (name, CPU seconds).
-    threads: std::collections::BTreeMap<String, (String, f64)>,
+    /// Thread id → (name, CPU seconds, seconds it was runnable but waited for a core).
+    threads: std::collections::BTreeMap<String, (String, f64, f64)>,
     /// Bytes this process has handed to `write` calls (`wchar` of /proc/self/io): for cbtrail's
     /// drain, what SQLite wrote (WAL frames, then the checkpoint's copies into the database).
     written: u64,
@@ -678,7 +679,11 @@ impl CpuSnapshot {
                 let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
                 threads.insert(
                     t.file_name().to_string_lossy().into_owned(),
-                    (comm.trim().to_string(), stat_cpu(&t.path().join("stat"))),
+                    (
+                        comm.trim().to_string(),
+                        stat_cpu(&t.path().join("stat")),
+                        run_queue_wait(&t.path().join("schedstat")),
+                    ),
                 );
             }
         }
@@ -699,17 +704,22 @@ impl CpuSnapshot {
     /// ended in between are not seen; the stages measured here all outlive the measurement.
     fn since(&self) -> Usage {
         let now = CpuSnapshot::take();
-        let mut by_name = std::collections::BTreeMap::<String, f64>::new();
-        for (tid, (name, c)) in &now.threads {
+        let mut by_name = std::collections::BTreeMap::<String, (f64, f64)>::new();
+        for (tid, (name, c, w)) in &now.threads {
             // By thread id: a thread of the same name that ended in between (the null consumer's
             // I/O thread, say) must not be subtracted from the one that replaced it.
-            let before = match self.threads.get(tid) {
-                Some((was, c)) if was == name => *c,
-                _ => 0.0,
+            let (c0, w0) = match self.threads.get(tid) {
+                Some((was, c, w)) if was == name => (*c, *w),
+                _ => (0.0, 0.0),
             };
-            *by_name.entry(name.clone()).or_insert(0.0) += c - before;
+            let e = by_name.entry(name.clone()).or_insert((0.0, 0.0));
+            e.0 += c - c0;
+            e.1 += w - w0;
         }
-        let threads = by_name.into_iter().collect();
+        let threads = by_name
+            .into_iter()
+            .map(|(name, (cpu, waited))| (name, cpu, waited))
+            .collect();
         Usage {
             broker: now.broker - self.broker,
             threads,
@@ -721,7 +731,8 @@ impl CpuSnapshot {
 /// What one side used while it drained (see [`CpuSnapshot::since`]).
 struct Usage {
     broker: f64,
-    threads: Vec<(String, f64)>,
+    /// Per thread name: CPU seconds, and seconds runnable but waiting for a core.
+    threads: Vec<(String, f64, f64)>,
     written: u64,
 }
 
@@ -738,6 +749,15 @@ fn stat_cpu(path: &Path) -> f64 {
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // After ')': state is index 0, so utime (field 14) is 11 and stime (15) is 12.
     (ticks(11) + ticks(12)) / clock_ticks()
+}
+
+/// Seconds a thread was runnable but waited for a core (the second field of /proc's `schedstat`;
+/// 0 where the kernel keeps no schedstats).
+fn run_queue_wait(path: &Path) -> f64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(0.0, |ns| ns / 1e9)
 }
 
 /// Kernel clock ticks per second (USER_HZ), as `getconf CLK_TCK` prints it.

@@ -447,8 +447,8 @@ pub fn unacked_sub(n: u64) {
 }
 
 /// A batch of `deliveries` committed with `stats` (what was new, duplicates, quarantine) after
-/// `latency` spent writing and committing it. Notifications by kind come separately through
-/// [`notifications_stored`], since [`BatchStats`] counts them only in total.
+/// `latency` spent writing, committing and syncing it to disk. Notifications by kind come
+/// separately through [`notifications_stored`], since [`BatchStats`] counts them only in total.
 pub fn batch_committed(stats: &BatchStats, deliveries: u64, latency: Duration) {
     for (t, n) in &stats.events_by_type {
         counter!(EVENTS_STORED, "type" => t.as_str()).increment(*n);

@@ -1,16 +1,19 @@
 //! The ingest pipeline: deliveries → decode thread → writer thread → committed batches.
 //!
 //! ```text
-//!  consumer / replay ──[Incoming]──► decode thread ──[Decoded]──► writer thread ──Committed──► acker
-//!                       (bounded)          ▲         (bounded)      one transaction  (ack after commit)
-//!                                          └────────── spent batches, to be freed ──┘
+//!  consumer / replay ─[Incoming]─► decode ─[Decoded]─► writer ──────► sync ────[Committed]─► acker
+//!                      (bounded)   thread  (bounded)   thread        thread      (ack after
+//!                                    ▲                 one tx,       fsync of    commit and
+//!                                    └─ spent batches ─┘ commit      the WAL     fsync)
 //! ```
 //!
 //! Each stage owns its data and hands it on through a bounded channel, so a slow stage pushes back
 //! on the one before it and, through the prefetch window, on the broker: memory stays bounded however
 //! fast messages arrive. The writer commits a batch and only then passes the batch's delivery handles
-//! on; nothing upstream of a commit is ever acknowledged. The same pipeline serves `cbtrail replay`
-//! (without acks), so offline replay and the daemon store exactly the same rows.
+//! on, and the sync thread passes them on only once the commit is on disk: nothing is ever
+//! acknowledged that a crash or power loss could take back. The writer meanwhile stores the next
+//! batch instead of waiting for the disk (see [`crate::store::WalSync`]). The same pipeline serves
+//! `cbtrail replay` (without acks), so offline replay and the daemon store exactly the same rows.
 //!
 //! Deliveries travel in bursts (`Vec`s): whatever the consumer finds ready at once goes on as one
 //! channel message. A thread hand-off costs a wake-up of the thread on the other side (a futex call
@@ -50,14 +53,19 @@ struct Decoded {
     ack: Option<AckHandle>,
 }
 
-/// A committed batch: what it stored and the deliveries it covers, in arrival order.
+/// A committed and durable batch: what it stored and the deliveries it covers, in arrival order.
 pub struct Committed {
     pub stats: BatchStats,
     pub deliveries: u64,
     pub bytes: u64,
     pub acks: Vec<AckHandle>,
+    /// From the start of the batch's transaction until it was on disk.
     pub commit_latency: Duration,
 }
+
+/// Committed batches waiting for their fsync. Small: a writer that runs ahead of a stalled disk
+/// soon blocks, stops beating and so trips the watchdog.
+const SYNC_QUEUE: usize = 4;
 
 /// What a committed batch held; it is only there to be dropped.
 struct Spent {
@@ -223,8 +231,7 @@ pub struct Pipeline {
     pub committed: mpsc::Receiver<Committed>,
     pub liveness: Arc<Liveness>,
     pub control: Arc<WriterControl>,
-    decode_thread: JoinHandle<()>,
-    writer_thread: JoinHandle<Result<(), StoreError>>,
+    threads: PipelineJoin,
 }
 
 /// Errors that stop the pipeline.
@@ -236,15 +243,22 @@ pub enum PipelineError {
     Panicked(&'static str),
     #[error("the writer could not commit the last batch before shutdown: {0}")]
     Unflushed(StoreError),
+    #[error("stopped: committed batches could not be made durable, and were not acknowledged: {0}")]
+    NotDurable(StoreError),
 }
 
 impl Pipeline {
-    /// Start the decode and writer threads around `writer`. `queue` bounds each channel (in
+    /// Start the decode, writer and sync threads around `writer`. `queue` bounds each channel (in
     /// bursts; for the daemon the prefetch window bounds what is in flight anyway).
-    pub fn start(writer: Writer, opts: BatchOptions, queue: usize) -> Pipeline {
+    pub fn start(mut writer: Writer, opts: BatchOptions, queue: usize) -> Pipeline {
         let queue = queue.max(1);
+        let wal = writer.defer_wal_sync().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "each commit waits for its own fsync instead");
+            None
+        });
         let (input, mut in_rx) = mpsc::channel::<Vec<Incoming>>(queue);
         let (dec_tx, dec_rx) = std_mpsc::sync_channel::<Vec<Decoded>>(queue);
+        let (sync_tx, sync_rx) = std_mpsc::sync_channel::<Written>(SYNC_QUEUE);
         let (com_tx, committed) = mpsc::channel::<Committed>(4);
         let (spent_tx, spent_rx) = std_mpsc::channel::<Spent>();
         let recycler = Recycler {
@@ -290,15 +304,26 @@ impl Pipeline {
         let ctl = control.clone();
         let writer_thread = std::thread::Builder::new()
             .name("cbtrail-writer".into())
-            .spawn(move || writer_loop(writer, opts, dec_rx, com_tx, recycler, live, ctl))
+            .spawn(move || writer_loop(writer, opts, dec_rx, sync_tx, recycler, live, ctl))
             .expect("spawning the writer thread");
+        let sync_thread = std::thread::Builder::new()
+            .name("cbtrail-sync".into())
+            .spawn(move || {
+                sync_loop(sync_rx, com_tx, || {
+                    wal.as_ref().map_or(Ok(()), crate::store::WalSync::sync)
+                })
+            })
+            .expect("spawning the sync thread");
         Pipeline {
             input,
             committed,
             liveness,
             control,
-            decode_thread,
-            writer_thread,
+            threads: PipelineJoin {
+                decode_thread,
+                writer_thread,
+                sync_thread,
+            },
         }
     }
 
@@ -310,14 +335,7 @@ impl Pipeline {
         mpsc::Receiver<Committed>,
         PipelineJoin,
     ) {
-        (
-            self.input,
-            self.committed,
-            PipelineJoin {
-                decode_thread: self.decode_thread,
-                writer_thread: self.writer_thread,
-            },
-        )
+        (self.input, self.committed, self.threads)
     }
 }
 
@@ -325,18 +343,26 @@ impl Pipeline {
 pub struct PipelineJoin {
     decode_thread: JoinHandle<()>,
     writer_thread: JoinHandle<Result<(), StoreError>>,
+    sync_thread: JoinHandle<Result<(), StoreError>>,
 }
 
 impl PipelineJoin {
-    /// Wait for both threads (after the input sender was dropped).
+    /// Wait for the threads (after the input sender was dropped).
     pub fn join(self) -> Result<(), PipelineError> {
         self.decode_thread
             .join()
             .map_err(|_| PipelineError::Panicked("decode"))?;
-        self.writer_thread
+        let written = self
+            .writer_thread
             .join()
             .map_err(|_| PipelineError::Panicked("writer"))?
-            .map_err(PipelineError::Unflushed)
+            .map_err(PipelineError::Unflushed);
+        // A sync failure is what stopped the writer, if both failed.
+        self.sync_thread
+            .join()
+            .map_err(|_| PipelineError::Panicked("sync"))?
+            .map_err(PipelineError::NotDurable)?;
+        written
     }
 }
 
@@ -346,11 +372,14 @@ const SHUTDOWN_RETRY: Duration = Duration::from_secs(10);
 /// Attempts of a whole batch before its deliveries are tried one by one.
 const ATTEMPTS_BEFORE_SPLIT: u32 = 3;
 
+/// A committed batch on its way to the sync thread, and when it left the writer.
+type Written = (Committed, Instant);
+
 fn writer_loop(
     mut writer: Writer,
     opts: BatchOptions,
     rx: std_mpsc::Receiver<Vec<Decoded>>,
-    tx: mpsc::Sender<Committed>,
+    tx: std_mpsc::SyncSender<Written>,
     recycler: Recycler,
     live: Arc<Liveness>,
     control: Arc<WriterControl>,
@@ -400,12 +429,40 @@ fn writer_loop(
         control.apply(&mut writer);
         let (committed, spent) = commit_batch(&mut writer, batch, closed)?;
         live.beat();
-        let sent = tx.blocking_send(committed);
+        let sent = tx.send((committed, Instant::now()));
         recycler.give_back(spent);
         if sent.is_err() {
-            // Nobody takes acknowledgements any more: the daemon is gone. What was committed stays
-            // committed; its deliveries are redelivered and recognised as duplicates.
+            // Nobody takes acknowledgements any more: the daemon is gone, or the WAL could not be
+            // synced. What was committed stays committed; its deliveries are redelivered and
+            // recognised as duplicates.
             break;
+        }
+    }
+    Ok(())
+}
+
+/// Pass committed batches on once `sync` made them durable: one sync for all the batches that
+/// are waiting when it starts. (Without a WAL to sync, with `synchronous=NORMAL` or a connection
+/// that syncs at commit itself, `sync` does nothing.)
+fn sync_loop(
+    rx: std_mpsc::Receiver<Written>,
+    tx: mpsc::Sender<Committed>,
+    mut sync: impl FnMut() -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    while let Ok(first) = rx.recv() {
+        let mut ready = vec![first];
+        ready.extend(rx.try_iter());
+        if let Err(e) = sync() {
+            // Never retried (see `WalSync::sync`): stop, leaving these deliveries and everything
+            // after them unacknowledged for the broker to deliver again.
+            tracing::error!(error = %e, "fsync of the WAL failed; stopping ingest");
+            return Err(e);
+        }
+        for (mut c, written) in ready {
+            c.commit_latency += written.elapsed();
+            if tx.blocking_send(c).is_err() {
+                return Ok(());
+            }
         }
     }
     Ok(())
@@ -571,6 +628,83 @@ mod tests {
         }
         threads.join().unwrap();
         assert_eq!(sizes, [(2, 2), (2, 2), (1, 1)]);
+    }
+
+    fn written(deliveries: u64) -> Written {
+        let c = Committed {
+            stats: BatchStats::default(),
+            deliveries,
+            bytes: 0,
+            acks: Vec::new(),
+            commit_latency: Duration::ZERO,
+        };
+        (c, Instant::now())
+    }
+
+    #[test]
+    fn batches_go_on_only_after_their_sync_and_share_it() {
+        let (tx, rx) = std_mpsc::sync_channel(SYNC_QUEUE);
+        let (com_tx, mut committed) = mpsc::channel(8);
+        // Each sync waits for the test's go-ahead and reports itself.
+        let (go, gate) = std_mpsc::channel::<()>();
+        let (synced_tx, synced) = std_mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            sync_loop(rx, com_tx, || {
+                gate.recv().unwrap();
+                synced_tx.send(()).unwrap();
+                Ok(())
+            })
+        });
+        tx.send(written(1)).unwrap();
+        // The first sync is under way (blocked at the gate); two more batches queue behind it.
+        std::thread::sleep(Duration::from_millis(50));
+        tx.send(written(2)).unwrap();
+        tx.send(written(3)).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(committed.try_recv().is_err(), "handed on before its sync");
+        go.send(()).unwrap();
+        synced.recv().unwrap();
+        assert_eq!(committed.blocking_recv().map(|c| c.deliveries), Some(1));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            committed.try_recv().is_err(),
+            "the queued batches need a sync of their own"
+        );
+        go.send(()).unwrap();
+        synced.recv().unwrap();
+        assert_eq!(committed.blocking_recv().map(|c| c.deliveries), Some(2));
+        assert_eq!(committed.blocking_recv().map(|c| c.deliveries), Some(3));
+        drop(tx);
+        thread.join().unwrap().unwrap();
+        assert!(committed.blocking_recv().is_none());
+        assert!(
+            synced.try_recv().is_err(),
+            "one sync for both queued batches"
+        );
+    }
+
+    #[test]
+    fn a_failed_sync_hands_nothing_on_and_stops() {
+        let (tx, rx) = std_mpsc::sync_channel(SYNC_QUEUE);
+        let (com_tx, mut committed) = mpsc::channel(8);
+        tx.send(written(1)).unwrap();
+        tx.send(written(2)).unwrap();
+        let mut syncs = 0;
+        let r = sync_loop(rx, com_tx, || {
+            syncs += 1;
+            Err(StoreError::Durability {
+                path: "t.db-wal".into(),
+                source: std::io::Error::other("EIO"),
+            })
+        });
+        assert!(matches!(r, Err(StoreError::Durability { .. })), "{r:?}");
+        assert_eq!(syncs, 1, "a failed sync is never retried");
+        assert!(
+            committed.blocking_recv().is_none(),
+            "nothing to acknowledge"
+        );
+        // The writer finds the sync thread gone and stops too.
+        assert!(tx.send(written(3)).is_err());
     }
 
     fn spent() -> Spent {

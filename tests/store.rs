@@ -223,7 +223,7 @@ fn migrates_an_empty_file_with_the_required_pragmas() {
     c.execute_batch("PRAGMA incremental_vacuum").unwrap();
     drop(w);
 
-    let w = Writer::open_with(
+    let mut w = Writer::open_with(
         &path,
         WriterOptions {
             synchronous: Synchronous::Normal,
@@ -232,6 +232,45 @@ fn migrates_an_empty_file_with_the_required_pragmas() {
     )
     .unwrap();
     assert_eq!(pragma_i64(w.connection(), "synchronous"), 1, "NORMAL");
+    assert!(
+        w.defer_wal_sync().unwrap().is_none(),
+        "NORMAL never waits for the disk"
+    );
+}
+
+/// Inside the pipeline a FULL writer commits without the fsync and hands it to the WAL's
+/// `WalSync`, which syncs the file the commits went to.
+#[test]
+fn a_deferred_sync_takes_over_the_commit_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir, "deferred.db");
+    let mut w = Writer::open(&path).unwrap();
+    let wal = w
+        .defer_wal_sync()
+        .unwrap()
+        .expect("FULL hands its fsync over");
+    assert_eq!(
+        pragma_i64(w.connection(), "synchronous"),
+        1,
+        "commits no longer sync"
+    );
+    let before = std::fs::metadata(path.with_file_name("deferred.db-wal"))
+        .unwrap()
+        .len();
+    w.write_batch(&mixed_batch()).unwrap();
+    let after = std::fs::metadata(path.with_file_name("deferred.db-wal"))
+        .unwrap()
+        .len();
+    assert!(
+        after > before,
+        "the commit went to the WAL the handle syncs"
+    );
+    wal.sync().unwrap();
+
+    // Without a WAL (an in-memory database cannot have one) the connection keeps syncing itself.
+    let mut w = Writer::open(std::path::Path::new(":memory:")).unwrap();
+    assert!(w.defer_wal_sync().unwrap().is_none());
+    assert_eq!(pragma_i64(w.connection(), "synchronous"), 2, "still FULL");
 }
 
 /// The page size is chosen when the file is created: a database created with other pages (an older

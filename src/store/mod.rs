@@ -6,12 +6,14 @@
 //! keeps them from ever blocking the writer.
 
 mod checkpoint;
+mod durable;
 mod fast;
 pub mod read;
 pub mod retention;
 pub mod schema;
 mod writer;
 
+pub use durable::WalSync;
 pub use read::{TableCounts, counts, fingerprint, time_range};
 pub use writer::{DEFAULT_PAGE_SIZE, Synchronous, Writer, WriterOptions};
 
@@ -51,6 +53,12 @@ pub enum StoreError {
     },
     #[error("database {path}: cannot start the WAL checkpoint thread: {source}")]
     Thread {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("database WAL {path}: cannot make committed batches durable: {source}")]
+    Durability {
         path: PathBuf,
         #[source]
         source: std::io::Error,

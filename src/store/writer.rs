@@ -7,6 +7,7 @@
 //! per process per batch instead of one upsert per event.
 
 use super::checkpoint::Checkpointer;
+use super::durable::WalSync;
 use super::fast::{FastStatement, Param};
 use super::{BatchStats, DEFAULT_BUSY_TIMEOUT, StoreError, known_schema_version, schema, sql_err};
 use crate::model::{
@@ -24,7 +25,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Synchronous {
-    /// fsync the WAL at every commit: a power loss never rolls back a committed (hence acked) batch.
+    /// A committed batch is on disk before it is acknowledged: a power loss never rolls back an
+    /// acknowledged batch. The connection fsyncs the WAL at every commit, or, inside the ingest
+    /// pipeline, the pipeline's sync thread does it for the writer (see [`Writer::defer_wal_sync`]).
     #[default]
     Full,
     /// fsync only at checkpoints: faster commits, but the last batches before a power loss (not a
@@ -112,6 +115,7 @@ pub struct Writer {
     ranks: RankCache,
     checkpointer: Option<Checkpointer>,
     jobs: crate::jobs::JobSettings,
+    synchronous: Synchronous,
 }
 
 impl std::fmt::Debug for Writer {
@@ -206,6 +210,7 @@ impl Writer {
             ranks: RankCache::new(opts.process_cache_entries),
             checkpointer,
             jobs: opts.jobs,
+            synchronous: opts.synchronous,
         })
     }
 
@@ -228,6 +233,30 @@ impl Writer {
             self.ranks.insert(guid, state);
         }
         Ok(stats)
+    }
+
+    /// From now on commit without waiting for the disk; the returned [`WalSync`] makes the
+    /// commits durable, and nothing may be acknowledged before its `sync` returns (see
+    /// [`super::durable`]). `None` when this writer was not asked to sync at every commit
+    /// (`synchronous=NORMAL`): then there is nothing to wait for. Also `None` for a database not
+    /// in WAL mode, whose commits do not go to a WAL: its connection keeps syncing at commit.
+    pub fn defer_wal_sync(&mut self) -> Result<Option<WalSync>, StoreError> {
+        if self.synchronous != Synchronous::Full {
+            return Ok(None);
+        }
+        let mode: String = self
+            .conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .map_err(sql_err(&self.path))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Ok(None);
+        }
+        // Open first: if the WAL cannot be opened the connection keeps syncing by itself.
+        let wal = WalSync::open(&self.path)?;
+        self.conn
+            .pragma_update(None, "synchronous", Synchronous::Normal.pragma_value())
+            .map_err(sql_err(&self.path))?;
+        Ok(Some(wal))
     }
 
     /// Settle and coalesce times for the export jobs of later batches (SIGHUP reload).
