@@ -178,13 +178,22 @@ fn pragma_i64(conn: &Connection, name: &str) -> i64 {
         .unwrap()
 }
 
-fn schema_sql(conn: &Connection) -> Vec<String> {
-    conn.prepare("SELECT sql FROM sqlite_schema WHERE sql IS NOT NULL ORDER BY name")
+/// The first column of every row of `sql`.
+fn strings(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Vec<String> {
+    conn.prepare(sql)
         .unwrap()
-        .query_map([], |r| r.get(0))
+        .query_map(params, |r| r.get(0))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap()
+}
+
+fn schema_sql(conn: &Connection) -> Vec<String> {
+    strings(
+        conn,
+        "SELECT sql FROM sqlite_schema WHERE sql IS NOT NULL ORDER BY name",
+        [],
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -568,11 +577,7 @@ fn a_parent_known_only_by_reference_is_inferred_until_seen() {
 fn processes_by_index(conn: &Connection, index: &str, column: &str, value: &str) -> Vec<String> {
     let sql =
         format!("SELECT guid FROM processes INDEXED BY {index} WHERE {column} = ?1 ORDER BY guid");
-    let mut stmt = conn.prepare(&sql).unwrap();
-    stmt.query_map([value], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+    strings(conn, &sql, [value])
 }
 
 /// An update that keeps a row's `parent_guid`, `hostname` and `start_ms` leaves their index entries
