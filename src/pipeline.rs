@@ -645,11 +645,14 @@ mod tests {
     fn batches_go_on_only_after_their_sync_and_share_it() {
         let (tx, rx) = std_mpsc::sync_channel(SYNC_QUEUE);
         let (com_tx, mut committed) = mpsc::channel(8);
-        // Each sync waits for the test's go-ahead and reports itself.
+        // Each sync says it started, waits for the test's go-ahead and reports itself: the test
+        // knows where the thread is without sleeping.
         let (go, gate) = std_mpsc::channel::<()>();
+        let (started_tx, started) = std_mpsc::channel::<()>();
         let (synced_tx, synced) = std_mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
             sync_loop(rx, com_tx, || {
+                started_tx.send(()).unwrap();
                 gate.recv().unwrap();
                 synced_tx.send(()).unwrap();
                 Ok(())
@@ -657,15 +660,14 @@ mod tests {
         });
         tx.send(written(1)).unwrap();
         // The first sync is under way (blocked at the gate); two more batches queue behind it.
-        std::thread::sleep(Duration::from_millis(50));
+        started.recv().unwrap();
         tx.send(written(2)).unwrap();
         tx.send(written(3)).unwrap();
-        std::thread::sleep(Duration::from_millis(50));
         assert!(committed.try_recv().is_err(), "handed on before its sync");
         go.send(()).unwrap();
         synced.recv().unwrap();
         assert_eq!(committed.blocking_recv().map(|c| c.deliveries), Some(1));
-        std::thread::sleep(Duration::from_millis(50));
+        started.recv().unwrap();
         assert!(
             committed.try_recv().is_err(),
             "the queued batches need a sync of their own"
