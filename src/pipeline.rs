@@ -416,7 +416,8 @@ fn writer_loop(
         while batch.len() < opts.max_deliveries && records < opts.max_records {
             let left = deadline.saturating_duration_since(Instant::now());
             // Take what is already queued even past the deadline, up to the batch size: it costs
-            // nothing and saves a commit. A batch big enough to commit takes only that too.
+            // nothing and saves a commit. So does a batch holding `commit_when_idle` records: it
+            // commits as soon as nothing more is queued.
             let next = if left.is_zero() || records >= opts.commit_when_idle {
                 rx.try_recv().map_err(|e| match e {
                     std_mpsc::TryRecvError::Empty => std_mpsc::RecvTimeoutError::Timeout,
