@@ -143,6 +143,8 @@ struct Measured {
 }
 
 fn main() {
+    // SAFETY: no other thread exists yet.
+    unsafe { cbtrail::alloc::configure() };
     let mut singles: u64 = 200_000;
     let mut bundle_events: u64 = 1_000_000;
     let mut synchronous = cbtrail::store::Synchronous::Full;

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 // Decoding and storing allocate and free a few dozen small strings per event on two threads at a
 // time; mimalloc does that in about half the instructions of glibc's malloc (measured with the
-// benchmark: scripts/bench.sh).
+// benchmark: scripts/bench.sh). Its settings: `cbtrail::alloc`.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -121,6 +121,8 @@ impl std::fmt::Display for UsageError {
 impl std::error::Error for UsageError {}
 
 fn main() -> ExitCode {
+    // SAFETY: no other thread exists yet.
+    unsafe { cbtrail::alloc::configure() };
     let cli = Cli::parse();
     match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
