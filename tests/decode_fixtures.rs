@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use cbtrail::capture::{self, CaptureFile, CaptureOverrides};
 use cbtrail::decode::{RAW_EXCHANGE, decode};
-use cbtrail::model::{DeliveryMeta, EventType, Record, RecordKey};
+use cbtrail::model::{DeliveryMeta, Event, EventType, Record, RecordKey};
 use cbtrail::proto::CbEventMsg;
 use prost::Message;
 
@@ -348,6 +348,48 @@ fn no_details_key_repeats_a_typed_column() {
         }
     }
     assert!(filled > 1000, "the captures fill typed columns: {filled}");
+}
+
+/// The writer trusts a shared segment tag instead of comparing the acting-process columns.
+#[test]
+fn events_sharing_a_segment_tag_share_their_process_columns() {
+    let Some(root) = common::forwarder_captures() else {
+        return;
+    };
+    let columns = |e: &Event| {
+        (
+            e.process_guid.clone(),
+            e.sensor_id,
+            e.hostname.clone(),
+            e.pid,
+            e.process_path.clone(),
+            e.process_md5.clone(),
+            e.process_sha256.clone(),
+        )
+    };
+    let mut shared = 0;
+    for d in decode_all(&root) {
+        let events: Vec<&Event> = d
+            .records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Event(e) => Some(&**e),
+                _ => None,
+            })
+            .collect();
+        for (i, a) in events.iter().enumerate() {
+            for b in &events[i + 1..] {
+                if a.segment_tag.same_columns(b.segment_tag) {
+                    shared += 1;
+                    assert_eq!(columns(a), columns(b), "{}", d.file.path.display());
+                }
+            }
+        }
+    }
+    assert!(
+        shared > 1000,
+        "bundles hold many events per process: {shared}"
+    );
 }
 
 #[test]

@@ -352,6 +352,14 @@ mod tests {
         assert_eq!(facts(&recs), [1, 0, 1, 1]);
         let Record::Event(e) = &recs[2] else { panic!() };
         assert_eq!(e.processes[0].path.as_deref(), Some("c:\\now\\known.exe"));
+        // The events that matched the facts told share their tag; a change starts a new one.
+        let tag = |i: usize| match &recs[i] {
+            Record::Event(e) => e.segment_tag,
+            other => panic!("{other:?}"),
+        };
+        assert!(tag(0).same_columns(tag(1)));
+        assert!(!tag(1).same_columns(tag(2)));
+        assert!(!tag(2).same_columns(tag(3)));
         // Every delivery (a redelivery too) carries the facts itself.
         assert_eq!(
             facts(&decode(&meta("application/protobuf"), &body)),

@@ -21,7 +21,9 @@ use super::guid::{
     HEX_LOWER, filetime_to_start_ms, filetime_to_unix_ms, guid_from_parts, hash_hex,
     ipv4_from_sensor, ipv6_from_sensor, port_from_sensor, text_hash_upper,
 };
-use crate::model::{Binary, Event, EventType, FactRank, Headers, ProcessFacts, Record, record_key};
+use crate::model::{
+    Binary, Event, EventType, FactRank, Headers, ProcessFacts, Record, SegmentTag, record_key,
+};
 use crate::proto::{
     CbChildProcessMsg, CbCrossProcessMsg, CbEmetMitigationAction, CbEmetMitigationMsg, CbEventMsg,
     CbFileBackedScriptExecute, CbFileModMsg, CbIpAddr, CbModuleInfoMsg, CbModuleLoadMsg,
@@ -201,8 +203,11 @@ fn without_env<'a>(buf: &'a [u8], env: &[Range<usize>]) -> std::borrow::Cow<'a, 
 /// the same facts about its process. Emitting them once per delivery (again only when they change)
 /// gives the store the same knowledge for a fraction of the allocations; the store merges facts by
 /// GUID and rank, so which event of the delivery carries them does not matter.
+///
+/// The facts compared are the columns a segment shares (see [`SegmentTag`]), so each entry also
+/// holds the tag of the events that matched it.
 #[derive(Debug, Default)]
-struct SeenFacts(HashMap<String, ProcessFacts, foldhash::fast::RandomState>);
+struct SeenFacts(HashMap<String, (ProcessFacts, SegmentTag), foldhash::fast::RandomState>);
 
 /// What decoding the records of one delivery shares.
 #[derive(Debug)]
@@ -227,24 +232,25 @@ impl Default for InDelivery {
 }
 
 impl SeenFacts {
-    /// Were exactly these header facts about `ev`'s process already emitted in this delivery?
-    /// Compared field by field before anything is cloned: that is the point.
-    fn is_known(
+    /// Were exactly these header facts about `ev`'s process already emitted in this delivery? If
+    /// so, the tag of the events that had them. Compared field by field before anything is cloned:
+    /// that is the point.
+    fn known(
         &self,
         ev: &Event,
         guid: &str,
         hostname: Option<&str>,
         start_ms: Option<i64>,
-    ) -> bool {
-        self.0.get(guid).is_some_and(|f| {
-            f.sensor_id == ev.sensor_id
-                && f.hostname.as_deref() == hostname
-                && f.pid == ev.pid
-                && f.path == ev.process_path
-                && f.md5 == ev.process_md5
-                && f.sha256 == ev.process_sha256
-                && f.start_ms == start_ms
-        })
+    ) -> Option<SegmentTag> {
+        let (f, tag) = self.0.get(guid)?;
+        let same = f.sensor_id == ev.sensor_id
+            && f.hostname.as_deref() == hostname
+            && f.pid == ev.pid
+            && f.path == ev.process_path
+            && f.md5 == ev.process_md5
+            && f.sha256 == ev.process_sha256
+            && f.start_ms == start_ms;
+        same.then_some(*tag)
     }
 }
 
@@ -347,23 +353,30 @@ pub(crate) fn decode_in_delivery(
     let start_ms = filetime_to_start_ms(h.process_create_time);
     if let Some(guid) = &ev.process_guid
         && !matches!(primary, Some(Payload::Process(_)))
-        && !seen.is_known(&ev, guid, ctx.hostname, start_ms)
     {
-        let own = ProcessFacts {
-            guid: guid.clone(),
-            rank: Some(FactRank::Observed),
-            sensor_id,
-            hostname: ctx.hostname.map(str::to_owned),
-            pid: ev.pid,
-            path: ev.process_path.clone(),
-            md5: ev.process_md5.clone(),
-            sha256: ev.process_sha256.clone(),
-            start_ms,
-            ..ProcessFacts::default()
+        ev.segment_tag = match seen.known(&ev, guid, ctx.hostname, start_ms) {
+            Some(tag) => tag,
+            None => {
+                let own = ProcessFacts {
+                    guid: guid.clone(),
+                    rank: Some(FactRank::Observed),
+                    sensor_id,
+                    hostname: ctx.hostname.map(str::to_owned),
+                    pid: ev.pid,
+                    path: ev.process_path.clone(),
+                    md5: ev.process_md5.clone(),
+                    sha256: ev.process_sha256.clone(),
+                    start_ms,
+                    ..ProcessFacts::default()
+                };
+                let tag = SegmentTag::fresh();
+                seen.0.insert(own.guid.clone(), (own.clone(), tag));
+                push_fact(&mut ev.processes, own);
+                tag
+            }
         };
-        seen.0.insert(own.guid.clone(), own.clone());
-        push_fact(&mut ev.processes, own);
     }
+    // `known` compared `ctx.hostname`: the tag holds for the event's host from here on.
     ev.hostname = ctx.hostname.map(str::to_owned);
 
     d.clear();

@@ -663,7 +663,9 @@ fn store_events<'r>(
     let segments: Vec<&[(usize, &'r Event)]> = processes
         .iter()
         .flat_map(|members| {
-            members.chunk_by(|(_, a), (_, b)| SegmentKey::of(a) == SegmentKey::of(b))
+            members.chunk_by(|(_, a), (_, b)| {
+                a.segment_tag.same_columns(b.segment_tag) || SegmentKey::of(a) == SegmentKey::of(b)
+            })
         })
         .collect();
     let rows: Vec<(i64, &'r Event)> = segments
