@@ -421,3 +421,73 @@ fn the_prefetch_window_follows_message_sizes_and_loses_and_doubles_nothing() {
     assert!(st.success(), "exit status {st}:\n{}", d.log_text());
     assert_eq!(broker.queue_state(&d.queue), Some((0, 0, 0)));
 }
+
+/// Our queue gets every binding the settings name, made on one setup channel, and a server
+/// exchange that does not exist is reported as such (not as a dead channel or a bare AMQP error).
+#[test]
+fn topology_binds_every_key_and_names_a_missing_exchange() {
+    use cbtrail::bus::{BusError, connect, declare_topology};
+    use cbtrail::config::{AmqpSettings, Secret};
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
+
+    let broker = Broker::new("topology");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut settings = AmqpSettings {
+        url: Secret::new(broker.url()),
+        queue: unique("topology"),
+        ..AmqpSettings::default()
+    };
+    rt.block_on(async {
+        let conn = connect(&settings, &unique("topology"), Arc::new(AtomicU64::new(0)))
+            .await
+            .expect("connecting");
+        let channel = conn.create_channel().await.unwrap();
+        declare_topology(&conn, &channel, &settings, 64)
+            .await
+            .expect("declaring our queue and its bindings");
+
+        settings.raw_exchange = "api.no-such-exchange".into();
+        let again = conn.create_channel().await.unwrap();
+        match declare_topology(&conn, &again, &settings, 64).await {
+            Err(BusError::MissingExchange { exchange, key, .. }) => {
+                assert_eq!(exchange, "api.no-such-exchange");
+                assert_eq!(key, "raw_exchange");
+            }
+            other => panic!("expected MissingExchange, got {other:?}"),
+        }
+        // The consume channel outlives the failed binding.
+        assert!(channel.status().connected(), "{:?}", channel.status());
+        let _ = conn.close(200, "done".into()).await;
+    });
+
+    let bindings = rabbitmqctl(&[
+        "list_bindings",
+        "-p",
+        &broker.vhost,
+        "source_name",
+        "destination_name",
+        "routing_key",
+    ]);
+    let ours: Vec<(&str, &str)> = bindings
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f.len() == 3 && f[1] == settings.queue && !f[0].is_empty()).then(|| (f[0], f[2]))
+        })
+        .collect();
+    let defaults = AmqpSettings::default();
+    let mut want: Vec<(&str, &str)> = defaults
+        .routing_keys
+        .iter()
+        .map(|k| ("api.events", k.as_str()))
+        .collect();
+    want.push(("api.rawsensordata", ""));
+    let mut got = ours;
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "{bindings}");
+}
