@@ -111,29 +111,6 @@ pub struct BatchOptions {
     /// A batch holding this many records is committed as soon as nothing more is waiting, without
     /// waiting out `max_latency` (see [`BatchOptions::new`]).
     pub commit_when_idle: usize,
-    /// Whether a batch also closes when the stream feeding it pauses (see [`stream_paused_after`]).
-    pub close_on_pause: bool,
-}
-
-/// Bursts a batch must have taken before a pause in them can close it.
-const PAUSE_AFTER_BURSTS: u32 = 8;
-/// A pause this many times the batch's mean spacing between bursts closes it.
-const PAUSE_FACTOR: u32 = 10;
-/// The shortest pause that closes a batch.
-const MIN_PAUSE: Duration = Duration::from_millis(5);
-
-/// How long a batch that began at `started` and has taken `bursts` bursts waits for the next one
-/// before it counts the stream as stopped; `None` while it has too few bursts to tell.
-///
-/// When a steady stream stops (a backlog drained, a flood of alerts over) its last batch used to
-/// wait out `max_latency` for deliveries that were not coming: at the end of draining 200,000
-/// single events that was about 100 ms of 6 s, in which nothing was stored or acknowledged. Ten
-/// times the mean spacing is a pause that steady traffic hardly ever makes (for bursts spread at
-/// random, about one gap in 20,000), so the batches of a flowing stream keep filling as before;
-/// traffic too slow to show its rhythm within `max_latency` is not affected at all.
-fn stream_paused_after(started: Instant, bursts: u32) -> Option<Duration> {
-    (bursts >= PAUSE_AFTER_BURSTS)
-        .then(|| (started.elapsed() / bursts * PAUSE_FACTOR).max(MIN_PAUSE))
 }
 
 /// Default [`BatchOptions::max_records`]. Every commit rewrites each page its batch touched, and the
@@ -159,7 +136,6 @@ impl BatchOptions {
             max_records,
             max_latency,
             commit_when_idle: (max_records / 5).max(1),
-            close_on_pause: true,
         }
     }
 }
@@ -434,9 +410,7 @@ fn writer_loop(
             }
             Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
         };
-        let started = Instant::now();
-        let deadline = started + opts.max_latency;
-        let mut bursts: u32 = 1;
+        let deadline = Instant::now() + opts.max_latency;
         let mut records: usize = batch.iter().map(|d| d.records.len()).sum();
         // A batch takes whole bursts, so it may end up to one burst over its limits.
         while batch.len() < opts.max_deliveries && records < opts.max_records {
@@ -452,12 +426,10 @@ fn writer_loop(
                     }
                 })
             } else {
-                let pause = stream_paused_after(started, bursts).filter(|_| opts.close_on_pause);
-                rx.recv_timeout(pause.map_or(left, |p| p.min(left)))
+                rx.recv_timeout(left)
             };
             match next {
                 Ok(burst) => {
-                    bursts = bursts.saturating_add(1);
                     records += burst.iter().map(|d| d.records.len()).sum::<usize>();
                     batch.extend(burst);
                 }
@@ -660,7 +632,6 @@ mod tests {
         // Room for 1000 deliveries but 2 records: five one-record deliveries make 2 + 2 + 1.
         let opts = BatchOptions {
             commit_when_idle: usize::MAX,
-            close_on_pause: false,
             ..BatchOptions::new(1000, 2, Duration::from_secs(30))
         };
         let (input, mut committed, threads) = Pipeline::start(writer, opts, 8).into_parts();
@@ -702,54 +673,6 @@ mod tests {
         drop(input);
         while committed.blocking_recv().is_some() {}
         threads.join().unwrap();
-    }
-
-    #[test]
-    fn a_batch_closes_when_its_stream_pauses() {
-        let dir = tempfile::tempdir().unwrap();
-        let writer = Writer::open(&dir.path().join("t.db")).unwrap();
-        // Nothing but the pause can close this batch within 30 s.
-        let opts = BatchOptions {
-            commit_when_idle: usize::MAX,
-            ..BatchOptions::new(1000, 1000, Duration::from_secs(30))
-        };
-        let (input, mut committed, threads) = Pipeline::start(writer, opts, 64).into_parts();
-        // Five times the bursts the rule needs, so that the decode thread merging a few of them
-        // (it passes on whatever is queued) still leaves enough.
-        let n = 5 * PAUSE_AFTER_BURSTS as usize;
-        for i in 0..n {
-            input.blocking_send(vec![notification(i)]).unwrap();
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let started = Instant::now();
-        let mut stored = 0;
-        while stored < n as u64 {
-            match committed.try_recv() {
-                Ok(c) => stored += c.stats.notifications,
-                Err(_) if started.elapsed() < Duration::from_secs(20) => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
-                Err(e) => panic!("the batch waited although its stream had stopped: {e}"),
-            }
-        }
-        drop(input);
-        while committed.blocking_recv().is_some() {}
-        threads.join().unwrap();
-    }
-
-    #[test]
-    fn a_pause_counts_only_after_enough_bursts_and_scales_with_their_spacing() {
-        let now = Instant::now();
-        assert_eq!(stream_paused_after(now, PAUSE_AFTER_BURSTS - 1), None);
-        // Bursts 2 ms apart on average: a 20 ms pause.
-        let started = now - Duration::from_millis(2 * u64::from(PAUSE_AFTER_BURSTS));
-        let p = stream_paused_after(started, PAUSE_AFTER_BURSTS).unwrap();
-        assert!(
-            p >= Duration::from_millis(20) && p < Duration::from_millis(30),
-            "{p:?}"
-        );
-        // Bursts all at once: never less than the floor.
-        assert_eq!(stream_paused_after(now, 1000), Some(MIN_PAUSE));
     }
 
     fn written(deliveries: u64) -> Written {
