@@ -9,7 +9,7 @@
 //!
 //! `MIMALLOC_PURGE_DELAY` in the environment still wins over this setting.
 
-use libmimalloc_sys::{mi_option_get, mi_option_set_default, mi_option_t};
+use libmimalloc_sys::{mi_option_set_default, mi_option_t};
 use std::ffi::c_long;
 
 /// `mi_option_purge_delay`, which libmimalloc-sys does not name: its place in `mi_option_e`, the
@@ -29,15 +29,16 @@ pub unsafe fn configure() {
     unsafe { mi_option_set_default(PURGE_DELAY, PURGE_DELAY_MS) }
 }
 
-/// The purge delay in force, in milliseconds (-1: never).
-pub fn purge_delay_ms() -> c_long {
-    // SAFETY: reads an option; no other thread writes options after `configure`.
-    unsafe { mi_option_get(PURGE_DELAY) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use libmimalloc_sys::mi_option_get;
+
+    /// The purge delay in force, in milliseconds (-1: never).
+    fn purge_delay_ms() -> c_long {
+        // SAFETY: reads an option; the test is the only thread that touches them.
+        unsafe { mi_option_get(PURGE_DELAY) }
+    }
 
     // One test: nextest runs it in a process of its own, so nothing else touches the options.
     #[test]

@@ -422,8 +422,8 @@ fn the_prefetch_window_follows_message_sizes_and_loses_and_doubles_nothing() {
     assert_eq!(broker.queue_state(&d.queue), Some((0, 0, 0)));
 }
 
-/// Our queue gets every binding the settings name, made on one setup channel, and a server
-/// exchange that does not exist is reported as such (not as a dead channel or a bare AMQP error).
+/// Our queue gets every binding the settings name, and a server exchange that does not exist is
+/// reported as such (not as a dead consume channel or a bare AMQP error).
 #[test]
 fn topology_binds_every_key_and_names_a_missing_exchange() {
     use cbtrail::bus::{BusError, connect, declare_topology};
@@ -459,8 +459,8 @@ fn topology_binds_every_key_and_names_a_missing_exchange() {
             }
             other => panic!("expected MissingExchange, got {other:?}"),
         }
-        // The consume channel outlives the failed binding.
-        assert!(channel.status().connected(), "{:?}", channel.status());
+        // The consume channel given to the failing call outlives the failed binding.
+        assert!(again.status().connected(), "{:?}", again.status());
         let _ = conn.close(200, "done".into()).await;
     });
 
