@@ -172,12 +172,14 @@ async fn run_with(
     }
     let retention = Retention::start(&settings);
 
-    let conn = supervise(&settings, &input, stop).await;
+    let open = supervise(&settings, &input, stop).await;
     // Stop feeding the pipeline; it commits what it holds and hands back the last acks.
     drop(input);
     let totals = acker.await;
-    if let Some(conn) = conn {
-        let _ = conn.close(200, "cbtrail stopping".into()).await;
+    // Only now: the channel's deliveries have just been acknowledged on it.
+    if let Some(open) = open {
+        let _ = open.channel.close(200, "cbtrail stopping".into()).await;
+        let _ = open.conn.close(200, "cbtrail stopping".into()).await;
     }
     metrics::connection_up(false);
     if let Some(w) = watchdog {
@@ -211,7 +213,7 @@ async fn supervise(
     settings: &Settings,
     input: &mpsc::Sender<Vec<Incoming>>,
     mut stop: Shutdown,
-) -> Option<Connection> {
+) -> Option<OpenBus> {
     let mut backoff = Duration::from_millis(500);
     let mut ready_sent = false;
     // What the window learned of the traffic outlives a session: a reconnect starts where it was.
@@ -333,14 +335,25 @@ impl Subscription {
     }
 }
 
-/// One connection's life. Returns `Ok(Some(conn))` when a stop was requested.
+/// The connection and consume channel of a session that ended because a stop was requested.
+///
+/// The channel must stay open until the pipeline has acknowledged what it holds: lapin closes a
+/// channel when the last handle on it is dropped, and the broker then puts every unacknowledged
+/// delivery of the channel back in the queue. Dropped with the session, it closed before the last
+/// batch's acknowledgements went out, and that batch was delivered again on the next start.
+struct OpenBus {
+    conn: Connection,
+    channel: lapin::Channel,
+}
+
+/// One connection's life. Returns `Ok(Some(_))` when a stop was requested.
 async fn session(
     settings: &Settings,
     input: &mpsc::Sender<Vec<Incoming>>,
     stop: &mut Shutdown,
     ready_sent: &mut bool,
     window: &mut Window,
-) -> Result<Option<Connection>, BusError> {
+) -> Result<Option<OpenBus>, BusError> {
     let a = &settings.amqp;
     let target = a.display_target();
     let handshakes = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -377,7 +390,7 @@ async fn session(
                 biased;
                 _ = stop.requested() => {
                     let _ = sub.cancel(&channel).await;
-                    return Ok(Some(conn));
+                    return Ok(Some(OpenBus { conn, channel }));
                 }
                 _ = recovery_check.tick() => {
                     note_recoveries(&handshakes, &mut seen_handshakes);
@@ -428,7 +441,7 @@ async fn session(
         }
         if forward(input, window, burst).await.is_err() {
             // run() reports why the pipeline stopped.
-            return Ok(Some(conn));
+            return Ok(Some(OpenBus { conn, channel }));
         }
         // Not while the old stream has something in hand (an error or its end): that is handled
         // first, on the subscription it came from.
@@ -439,7 +452,7 @@ async fn session(
                 .await?
                 .is_err()
         {
-            return Ok(Some(conn));
+            return Ok(Some(OpenBus { conn, channel }));
         }
     }
 }

@@ -67,7 +67,12 @@ fn daemon_stores_exactly_what_replay_stores() {
     let st = d.terminate(Duration::from_secs(15));
     assert!(st.success(), "exit status {st}:\n{}", d.log_text());
     // Everything was acknowledged: nothing left in the queue, nothing in flight.
-    assert_eq!(broker.queue_state(&d.queue), Some((0, 0, 0)));
+    assert_eq!(
+        broker.queue_state(&d.queue),
+        Some((0, 0, 0)),
+        "{}",
+        d.log_text()
+    );
 }
 
 /// A daemon consuming the captures while they are still being published (1,500 messages/s),
@@ -145,7 +150,12 @@ fn forced_connection_close_mid_stream_loses_and_doubles_nothing() {
     );
     let st = d.terminate(Duration::from_secs(15));
     assert!(st.success(), "exit status {st}:\n{}", d.log_text());
-    assert_eq!(broker.queue_state(&d.queue), Some((0, 0, 0)));
+    assert_eq!(
+        broker.queue_state(&d.queue),
+        Some((0, 0, 0)),
+        "{}",
+        d.log_text()
+    );
 }
 
 #[test]
@@ -174,7 +184,12 @@ fn sigkill_and_restart_mid_stream_loses_and_doubles_nothing() {
     wait_for_fingerprint(&db, &want, Duration::from_secs(120), &|| d.log_text());
     let st = d.terminate(Duration::from_secs(15));
     assert!(st.success(), "exit status {st}:\n{}", d.log_text());
-    assert_eq!(broker.queue_state(&d.queue), Some((0, 0, 0)));
+    assert_eq!(
+        broker.queue_state(&d.queue),
+        Some((0, 0, 0)),
+        "{}",
+        d.log_text()
+    );
 }
 
 #[test]
@@ -285,7 +300,12 @@ fn bad_input_is_quarantined_intact_and_consumption_goes_on() {
     assert!(headers.contains("sensorId"), "{headers}");
     let st = d.terminate(Duration::from_secs(15));
     assert!(st.success());
-    assert_eq!(broker.queue_state(&d.queue), Some((0, 0, 0)));
+    assert_eq!(
+        broker.queue_state(&d.queue),
+        Some((0, 0, 0)),
+        "{}",
+        d.log_text()
+    );
 }
 
 /// Publishing before any queue is bound: every message comes back unroutable. cbtrail says so in
@@ -419,7 +439,12 @@ fn the_prefetch_window_follows_message_sizes_and_loses_and_doubles_nothing() {
     );
     let st = d.terminate(Duration::from_secs(15));
     assert!(st.success(), "exit status {st}:\n{}", d.log_text());
-    assert_eq!(broker.queue_state(&d.queue), Some((0, 0, 0)));
+    assert_eq!(
+        broker.queue_state(&d.queue),
+        Some((0, 0, 0)),
+        "{}",
+        d.log_text()
+    );
 }
 
 /// Our queue gets every binding the settings name, and a server exchange that does not exist is
@@ -490,4 +515,55 @@ fn topology_binds_every_key_and_names_a_missing_exchange() {
     got.sort();
     want.sort();
     assert_eq!(got, want, "{bindings}");
+}
+
+/// SIGTERM while a batch is still waiting for its latency: the daemon commits it and acknowledges
+/// it before it closes its channel. The channel used to close as the bus session ended, before the
+/// pipeline's last acknowledgements went out; they failed, and the broker put the whole batch back
+/// in the queue to be delivered again on the next start (stored once, but never acknowledged).
+#[test]
+fn sigterm_commits_and_acknowledges_the_batch_in_hand() {
+    let broker = Broker::new("sigterm-in-hand");
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("daemon.db");
+    let mut d = Daemon::start_with_keys(
+        &broker,
+        tmp.path(),
+        &db,
+        "",
+        "batch_max_latency_ms = 60000",
+        "",
+    );
+    d.wait_consuming();
+    let out = Command::new(bin())
+        .args(["publish", "--amqp", &broker.url(), "--connection-name"])
+        .arg(unique("publisher"))
+        .args([
+            "--synthetic",
+            "hosts=1,processes=3,events=5,mode=singles,hit_rate=0,seed=9",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let published: u64 = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("messages="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no messages= in {out:?}"));
+    // Everything delivered and held in the open batch, nothing committed yet.
+    wait_until(
+        "every message delivered and unacknowledged",
+        Duration::from_secs(30),
+        || broker.queue_state(&d.queue) == Some((0, published, 1)),
+    );
+    assert_eq!(count(&db, "notifications") + count(&db, "events"), 0);
+    let st = d.terminate(Duration::from_secs(15));
+    assert!(st.success(), "exit status {st}:\n{}", d.log_text());
+    assert_eq!(
+        broker.queue_state(&d.queue),
+        Some((0, 0, 0)),
+        "{}",
+        d.log_text()
+    );
+    assert!(count(&db, "events") > 0, "{}", d.log_text());
 }

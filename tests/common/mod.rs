@@ -205,11 +205,17 @@ impl Daemon {
                 dir.join(format!("{connection_name}-exports")).display()
             )
         };
+        // Short batches keep the tests quick, unless the test sets its own latency.
+        let latency = if store.contains("batch_max_latency_ms") {
+            ""
+        } else {
+            "batch_max_latency_ms = 20\n"
+        };
         std::fs::write(
             &config,
             format!(
                 "[amqp]\nurl = \"{}\"\nqueue = \"{queue}\"\nconnection_name = \"{connection_name}\"\n\
-                 reconnect_max_secs = 2\n{amqp}\n\n[store]\npath = \"{}\"\nbatch_max_latency_ms = 20\n\
+                 reconnect_max_secs = 2\n{amqp}\n\n[store]\npath = \"{}\"\n{latency}\
                  {store}\n\n{metrics}{exports}\n{extra}\n",
                 broker.url(),
                 db.display(),
