@@ -2,11 +2,12 @@
 //! run (timings on a shared machine are noisy; ratios are not).
 //!
 //! ```text
-//! bash scripts/bench.sh                      # or: cargo bench --bench throughput -- [singles=N] [events=N] [rounds=N] [batch=N] [records=N] [prefetch=N] [page=N] [latency=MS] [sync=normal]
+//! bash scripts/bench.sh                      # or: cargo bench --bench throughput -- [singles=N] [events=N] [rounds=N] [batch=N] [records=N] [prefetch=N] [page=N] [latency=MS] [sync=normal] [persistent]
 //! ```
 //!
-//! For each scenario, in each of `rounds` rounds, the generator's traffic is published into two
-//! queues bound alike and drained by (in alternating order):
+//! For each scenario, in each of `rounds` rounds, the generator's traffic is published (transient,
+//! as the CB server publishes; `persistent` for delivery mode 2) into two queues bound alike and
+//! drained by (in alternating order):
 //! - a **null consumer**: prefetch `amqp.prefetch`, acknowledges (multiple) every batch-size
 //!   deliveries and does nothing else: the broker's ceiling for this traffic on this machine;
 //! - **cbtrail** (the daemon's own `run_until`, in process): decode, store, commit
@@ -123,6 +124,10 @@ enum Target {
 /// run, so a single round says little.
 static ROUNDS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 
+/// `persistent`: publish with delivery mode 2. By default the messages are transient, as the CB
+/// server publishes them; persistent ones add the broker's message-store writes to the drain.
+static PERSISTENT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
 fn rounds_wanted() -> usize {
     *ROUNDS.get().unwrap_or(&3)
 }
@@ -151,6 +156,9 @@ fn main() {
     for a in std::env::args().skip(1) {
         if a == "sync=normal" {
             synchronous = cbtrail::store::Synchronous::Normal;
+        }
+        if a == "persistent" {
+            PERSISTENT.set(true).expect("persistent given once");
         }
         if let Some(v) = a.strip_prefix("singles=") {
             singles = v.parse().expect("singles=N");
@@ -213,7 +221,12 @@ fn main() {
         .unwrap();
     let mut results = Vec::new();
     for sc in &scenarios {
-        eprintln!("\n== {}: {}", sc.name, sc.spec);
+        let mode = if PERSISTENT.get().copied().unwrap_or(false) {
+            "persistent"
+        } else {
+            "transient"
+        };
+        eprintln!("\n== {}: {} ({mode} messages)", sc.name, sc.spec);
         let m = rt.block_on(run_scenario(sc, synchronous));
         results.push((sc.name, m));
     }
@@ -362,6 +375,7 @@ async fn run_scenario(sc: &Scenario, synchronous: cbtrail::store::Synchronous) -
         let mut p = Publisher::connect(&url, "bench-publisher", None)
             .await
             .unwrap();
+        p.set_persistent(PERSISTENT.get().copied().unwrap_or(false));
         {
             let conn = Connection::connect(&url, ConnectionProperties::default())
                 .await

@@ -92,6 +92,10 @@ enum Command {
         /// events, mode=singles|bundles|mixed, hit_rate, seed, ...; see src/synth/config.rs).
         #[arg(long, value_name = "SPEC", conflicts_with = "paths")]
         synthetic: Option<String>,
+        /// Mark the messages persistent (delivery mode 2) so that they survive a broker restart.
+        /// By default they are transient (delivery mode 1), as the CB server publishes them.
+        #[arg(long)]
+        persistent: bool,
         /// Only declare the CB server's exchanges, publish nothing.
         #[arg(long, conflicts_with_all = ["paths", "synthetic"])]
         declare_only: bool,
@@ -220,6 +224,7 @@ fn real_main(cli: Cli) -> Result<()> {
             content_type,
             headers,
             synthetic,
+            persistent,
             declare_only,
             paths,
         } => {
@@ -249,6 +254,7 @@ fn real_main(cli: Cli) -> Result<()> {
                 let mut p =
                     cbtrail::bus::publish::Publisher::connect(&amqp, &connection_name, rate)
                         .await?;
+                p.set_persistent(persistent);
                 let mut summary = None;
                 for _ in 0..repeat {
                     if declare_only {

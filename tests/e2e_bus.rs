@@ -517,6 +517,99 @@ fn topology_binds_every_key_and_names_a_missing_exchange() {
     assert_eq!(got, want, "{bindings}");
 }
 
+/// `cbtrail publish` sends transient messages, as the CB server does (its captured zip bundles
+/// carry delivery mode 1), and persistent ones only with `--persistent`.
+#[test]
+fn publish_is_transient_as_the_server_is_unless_asked_for_persistent() {
+    use lapin::options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions};
+    let broker = Broker::new("delivery-mode");
+    let queue = unique("modes");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let conn = rt.block_on(async {
+        let conn = lapin::Connection::connect(&broker.url(), Default::default())
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        ch.queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+        ch.queue_bind(
+            queue.as_str().into(),
+            "api.rawsensordata".into(),
+            "".into(),
+            QueueBindOptions::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+        (conn, ch)
+    });
+    let spec = "hosts=1,processes=2,events=3,mode=bundles,bundle_records=10,hit_rate=0,seed=5";
+    for (flag, want) in [(None, 1u8), (Some("--persistent"), 2u8)] {
+        let mut args = vec![
+            "publish".to_string(),
+            "--amqp".into(),
+            broker.url(),
+            "--connection-name".into(),
+            unique("publisher"),
+            "--synthetic".into(),
+            spec.into(),
+        ];
+        args.extend(flag.map(String::from));
+        let out = Command::new(bin()).args(&args).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let modes = rt.block_on(async {
+            let mut modes = Vec::new();
+            while let Some(m) = conn
+                .1
+                .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+                .await
+                .unwrap()
+            {
+                modes.push(m.delivery.properties.delivery_mode().unwrap_or(0));
+            }
+            modes
+        });
+        assert!(!modes.is_empty(), "nothing published with {flag:?}");
+        assert!(
+            modes.iter().all(|m| *m == want),
+            "{flag:?}: delivery modes {modes:?}, want all {want}"
+        );
+    }
+    // The library's publisher (the bench's and the tests') defaults to transient too.
+    let (meta, body) = rt.block_on(async {
+        let m = cbtrail::synth::Synth::new(cbtrail::synth::SynthConfig::parse(spec).unwrap())
+            .find(|m| m.meta.exchange == "api.rawsensordata")
+            .unwrap();
+        let mut p = cbtrail::bus::publish::Publisher::connect(&broker.url(), &unique("lib"), None)
+            .await
+            .unwrap();
+        p.publish(&m.meta, &m.body).await.unwrap();
+        p.finish().await.unwrap();
+        (m.meta, m.body)
+    });
+    let got = rt
+        .block_on(
+            conn.1
+                .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true }),
+        )
+        .unwrap()
+        .expect("the library publisher's message");
+    assert_eq!(got.delivery.data, body, "{meta:?}");
+    assert_eq!(got.delivery.properties.delivery_mode(), &Some(1));
+    rt.block_on(conn.0.close(200, "done".into())).unwrap();
+}
+
 /// SIGTERM while a batch is still waiting for its latency: the daemon commits it and acknowledges
 /// it before it closes its channel. The channel used to close as the bus session ended, before the
 /// pipeline's last acknowledgements went out; they failed, and the broker put the whole batch back

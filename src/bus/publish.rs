@@ -21,6 +21,10 @@ pub const RAW_EXCHANGE: &str = "api.rawsensordata";
 /// Confirms kept in flight before waiting for the oldest: enough to keep the broker busy.
 const CONFIRM_WINDOW: usize = 1024;
 
+/// AMQP delivery modes.
+const TRANSIENT: u8 = 1;
+const PERSISTENT: u8 = 2;
+
 /// Totals of one publishing run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PublishReport {
@@ -38,6 +42,7 @@ pub struct Publisher {
     report: PublishReport,
     rate: Option<f64>,
     started: Instant,
+    delivery_mode: u8,
 }
 
 impl Publisher {
@@ -85,10 +90,21 @@ impl Publisher {
             report: PublishReport::default(),
             rate: rate.filter(|r| *r > 0.0),
             started: Instant::now(),
+            delivery_mode: TRANSIENT,
         })
     }
 
-    /// Publish one message as the server would: its exchange, routing key, content type, headers.
+    /// Mark the messages persistent (delivery mode 2), so that a durable queue keeps them across a
+    /// broker restart. The CB server does not: its messages are transient (delivery mode 1, as the
+    /// captured properties of its zip bundles show), and so are ours unless this is asked for. It
+    /// matters beyond restarts: a persistent message costs the broker writes to its message store
+    /// and queue index, which compete with the consumer's own database writes for the disk.
+    pub fn set_persistent(&mut self, persistent: bool) {
+        self.delivery_mode = if persistent { PERSISTENT } else { TRANSIENT };
+    }
+
+    /// Publish one message as the server would: its exchange, routing key, content type, headers,
+    /// and (unless [`Publisher::set_persistent`]) its transient delivery mode.
     pub async fn publish(&mut self, meta: &DeliveryMeta, body: &[u8]) -> Result<(), BusError> {
         if let Some(rate) = self.rate {
             let due = self.started + Duration::from_secs_f64(self.report.messages as f64 / rate);
@@ -98,7 +114,7 @@ impl Publisher {
             }
         }
         let mut props = BasicProperties::default()
-            .with_delivery_mode(2)
+            .with_delivery_mode(self.delivery_mode)
             .with_headers(headers_to_amqp(&meta.headers));
         if let Some(ct) = &meta.content_type {
             props = props.with_content_type(ct.as_str().into());
