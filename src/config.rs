@@ -152,7 +152,7 @@ impl Default for AmqpSettings {
             .map(|s| s.to_string())
             .collect(),
             raw_exchange: "api.rawsensordata".into(),
-            prefetch: 20_000,
+            prefetch: 40_000,
             prefetch_bytes: 16 * 1024 * 1024,
             connection_name: "cbtrail".into(),
             reconnect_max_secs: 30,
@@ -190,9 +190,9 @@ impl Default for StoreSettings {
         StoreSettings {
             path: dir.join("cbtrail.db"),
             synchronous: Synchronous::Full,
-            batch_size: 5000,
+            batch_size: 10_000,
             batch_max_records: crate::pipeline::DEFAULT_BATCH_MAX_RECORDS,
-            batch_max_latency_ms: 100,
+            batch_max_latency_ms: 250,
             retention_days: 0,
             retention_interval_hours: 6,
         }
@@ -614,7 +614,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("port"), "{e}");
-        let e = load("[store]\nbatch_size = 30000\n", &[])
+        let e = load("[store]\nbatch_size = 50000\n", &[])
             .unwrap_err()
             .to_string();
         assert!(e.contains("amqp.prefetch"), "{e}");

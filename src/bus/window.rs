@@ -3,10 +3,11 @@
 //!
 //! Deliveries are acknowledged only after their batch commits, so the window must hold several
 //! batches, and bigger batches are what make single events cheap to store: each commit rewrites
-//! every page its batch touched, so a 1,000-event commit wrote 3,500 bytes per event where a
-//! 5,000-event one wrote 2,000 (`cargo bench --bench throughput -- batch=N`). That needs a window
-//! of 20,000 deliveries. Every delivery in the window may be held, and decoded, until its batch
-//! commits, and CB's zip bundles are a hundred times the size of a single event: 20,000 of them
+//! every page its batch touched, so a 1,000-event commit wrote 3,500 bytes per event, a 5,000-event
+//! one 1,800-2,000 and a 10,000-event one 1,330-1,380 (`cargo bench --bench throughput --
+//! batch=N`). That needs a window of 40,000 deliveries. Every delivery in the window may be held,
+//! and decoded, until its batch commits, and CB's zip bundles are a hundred times the size of a
+//! single event: 40,000 of them
 //! would take gigabytes. So the window is counted in bytes as well as in deliveries:
 //! `amqp.prefetch_bytes / mean body size`, at most `amqp.prefetch`, at least [`MIN_PREFETCH`].
 //!
