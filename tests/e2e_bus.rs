@@ -64,15 +64,7 @@ fn daemon_stores_exactly_what_replay_stores() {
     d.wait_consuming();
     finish_publisher(publish_in_background(&broker, &captures, None));
     wait_for_fingerprint(&db, &want, Duration::from_secs(120), &|| d.log_text());
-    let st = d.terminate(Duration::from_secs(15));
-    assert!(st.success(), "exit status {st}:\n{}", d.log_text());
-    // Everything was acknowledged: nothing left in the queue, nothing in flight.
-    assert_eq!(
-        broker.queue_state(&d.queue),
-        Some((0, 0, 0)),
-        "{}",
-        d.log_text()
-    );
+    d.stop_with_everything_acknowledged(&broker);
 }
 
 /// A daemon consuming the captures while they are still being published (1,500 messages/s),
@@ -148,14 +140,7 @@ fn forced_connection_close_mid_stream_loses_and_doubles_nothing() {
         "the daemon did not notice the close:\n{}",
         d.log_text()
     );
-    let st = d.terminate(Duration::from_secs(15));
-    assert!(st.success(), "exit status {st}:\n{}", d.log_text());
-    assert_eq!(
-        broker.queue_state(&d.queue),
-        Some((0, 0, 0)),
-        "{}",
-        d.log_text()
-    );
+    d.stop_with_everything_acknowledged(&broker);
 }
 
 #[test]
@@ -182,14 +167,7 @@ fn sigkill_and_restart_mid_stream_loses_and_doubles_nothing() {
     d.wait_consuming();
     finish_publisher(publisher);
     wait_for_fingerprint(&db, &want, Duration::from_secs(120), &|| d.log_text());
-    let st = d.terminate(Duration::from_secs(15));
-    assert!(st.success(), "exit status {st}:\n{}", d.log_text());
-    assert_eq!(
-        broker.queue_state(&d.queue),
-        Some((0, 0, 0)),
-        "{}",
-        d.log_text()
-    );
+    d.stop_with_everything_acknowledged(&broker);
 }
 
 #[test]
@@ -298,14 +276,7 @@ fn bad_input_is_quarantined_intact_and_consumption_goes_on() {
         )
         .unwrap();
     assert!(headers.contains("sensorId"), "{headers}");
-    let st = d.terminate(Duration::from_secs(15));
-    assert!(st.success());
-    assert_eq!(
-        broker.queue_state(&d.queue),
-        Some((0, 0, 0)),
-        "{}",
-        d.log_text()
-    );
+    d.stop_with_everything_acknowledged(&broker);
 }
 
 /// Publishing before any queue is bound: every message comes back unroutable. cbtrail says so in
@@ -437,14 +408,7 @@ fn the_prefetch_window_follows_message_sizes_and_loses_and_doubles_nothing() {
         consumers.lines().any(|l| l.ends_with(&format!("\t{last}"))),
         "{consumers}"
     );
-    let st = d.terminate(Duration::from_secs(15));
-    assert!(st.success(), "exit status {st}:\n{}", d.log_text());
-    assert_eq!(
-        broker.queue_state(&d.queue),
-        Some((0, 0, 0)),
-        "{}",
-        d.log_text()
-    );
+    d.stop_with_everything_acknowledged(&broker);
 }
 
 /// Our queue gets every binding the settings name, and a server exchange that does not exist is
@@ -650,13 +614,6 @@ fn sigterm_commits_and_acknowledges_the_batch_in_hand() {
         || broker.queue_state(&d.queue) == Some((0, published, 1)),
     );
     assert_eq!(count(&db, "notifications") + count(&db, "events"), 0);
-    let st = d.terminate(Duration::from_secs(15));
-    assert!(st.success(), "exit status {st}:\n{}", d.log_text());
-    assert_eq!(
-        broker.queue_state(&d.queue),
-        Some((0, 0, 0)),
-        "{}",
-        d.log_text()
-    );
+    d.stop_with_everything_acknowledged(&broker);
     assert!(count(&db, "events") > 0, "{}", d.log_text());
 }

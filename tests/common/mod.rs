@@ -310,6 +310,19 @@ impl Daemon {
         }
     }
 
+    /// SIGTERM; the daemon must exit 0 with every delivery of its queue acknowledged (nothing ready,
+    /// nothing in flight).
+    pub fn stop_with_everything_acknowledged(&mut self, broker: &Broker) {
+        let st = self.terminate(Duration::from_secs(15));
+        assert!(st.success(), "exit status {st}:\n{}", self.log_text());
+        assert_eq!(
+            broker.queue_state(&self.queue),
+            Some((0, 0, 0)),
+            "{}",
+            self.log_text()
+        );
+    }
+
     /// SIGKILL and reap.
     pub fn kill9(&mut self) {
         self.signal("-KILL");
