@@ -128,6 +128,10 @@ static ROUNDS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 /// server publishes them; persistent ones add the broker's message-store writes to the drain.
 static PERSISTENT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
+fn persistent() -> bool {
+    PERSISTENT.get().copied().unwrap_or(false)
+}
+
 fn rounds_wanted() -> usize {
     *ROUNDS.get().unwrap_or(&3)
 }
@@ -221,7 +225,7 @@ fn main() {
         .unwrap();
     let mut results = Vec::new();
     for sc in &scenarios {
-        let mode = if PERSISTENT.get().copied().unwrap_or(false) {
+        let mode = if persistent() {
             "persistent"
         } else {
             "transient"
@@ -375,7 +379,7 @@ async fn run_scenario(sc: &Scenario, synchronous: cbtrail::store::Synchronous) -
         let mut p = Publisher::connect(&url, "bench-publisher", None)
             .await
             .unwrap();
-        p.set_persistent(PERSISTENT.get().copied().unwrap_or(false));
+        p.set_persistent(persistent());
         {
             let conn = Connection::connect(&url, ConnectionProperties::default())
                 .await

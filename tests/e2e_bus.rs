@@ -40,6 +40,15 @@ fn publish_in_background(
     cmd.spawn().expect("starting cbtrail publish")
 }
 
+/// The number after `key=` in `cbtrail publish`'s summary line.
+fn summary_count(summary: &str, key: &str) -> u64 {
+    summary
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {key}= in {summary}"))
+}
+
 fn finish_publisher(p: std::process::Child) {
     let out = p.wait_with_output().unwrap();
     assert!(
@@ -299,11 +308,7 @@ fn publishing_to_unbound_exchanges_says_so_in_one_line() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    let unroutable: u64 = stdout
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("unroutable="))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no unroutable= in {stdout}"));
+    let unroutable = summary_count(&stdout, "unroutable");
     assert!(unroutable > 0, "{stdout}");
     assert!(stderr.contains("reached no queue"), "{stderr}");
     assert!(!stderr.contains("returned"), "{stderr}");
@@ -519,19 +524,20 @@ fn publish_is_transient_as_the_server_is_unless_asked_for_persistent() {
         (conn, ch)
     });
     let spec = "hosts=1,processes=2,events=3,mode=bundles,bundle_records=10,hit_rate=0,seed=5";
+    let url = broker.url();
     for (flag, want) in [(None, 1u8), (Some("--persistent"), 2u8)] {
+        let name = unique("publisher");
         let mut args = vec![
-            "publish".to_string(),
-            "--amqp".into(),
-            broker.url(),
-            "--connection-name".into(),
-            unique("publisher"),
-            "--synthetic".into(),
-            spec.into(),
+            "publish",
+            "--amqp",
+            &url,
+            "--connection-name",
+            &name,
+            "--synthetic",
+            spec,
         ];
-        args.extend(flag.map(String::from));
-        let out = Command::new(bin()).args(&args).output().unwrap();
-        assert!(out.status.success(), "{out:?}");
+        args.extend(flag);
+        cbtrail(&args);
         let modes = rt.block_on(async {
             let mut modes = Vec::new();
             while let Some(m) = conn
@@ -592,21 +598,16 @@ fn sigterm_commits_and_acknowledges_the_batch_in_hand() {
         "",
     );
     d.wait_consuming();
-    let out = Command::new(bin())
-        .args(["publish", "--amqp", &broker.url(), "--connection-name"])
-        .arg(unique("publisher"))
-        .args([
-            "--synthetic",
-            "hosts=1,processes=3,events=5,mode=singles,hit_rate=0,seed=9",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let published: u64 = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("messages="))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no messages= in {out:?}"));
+    let summary = cbtrail(&[
+        "publish",
+        "--amqp",
+        &broker.url(),
+        "--connection-name",
+        &unique("publisher"),
+        "--synthetic",
+        "hosts=1,processes=3,events=5,mode=singles,hit_rate=0,seed=9",
+    ]);
+    let published = summary_count(&summary, "messages");
     // Everything delivered and held in the open batch, nothing committed yet.
     wait_until(
         "every message delivered and unacknowledged",

@@ -7,9 +7,9 @@
 //! one 1,800-2,000 and a 10,000-event one 1,330-1,380 (`cargo bench --bench throughput --
 //! batch=N`). That needs a window of 40,000 deliveries. Every delivery in the window may be held,
 //! and decoded, until its batch commits, and CB's zip bundles are a hundred times the size of a
-//! single event: 40,000 of them
-//! would take gigabytes. So the window is counted in bytes as well as in deliveries:
-//! `amqp.prefetch_bytes / mean body size`, at most `amqp.prefetch`, at least [`MIN_PREFETCH`].
+//! single event: 40,000 of them would take gigabytes. So the window is counted in bytes as well as
+//! in deliveries: `amqp.prefetch_bytes / mean body size`, at most `amqp.prefetch`, at least
+//! [`MIN_PREFETCH`].
 //!
 //! The broker applies a consumer's prefetch when the consumer is created (a `basic.qos` on the
 //! channel afterwards only applies to later consumers), so a new window takes a new subscription
