@@ -1,10 +1,10 @@
 //! The ingest pipeline: deliveries → decode thread → writer thread → committed batches.
 //!
 //! ```text
-//!  consumer / replay ─[Incoming]─► decode ─[Decoded]─► writer ──────► sync ────[Committed]─► acker
-//!                      (bounded)   thread  (bounded)   thread        thread      (ack after
-//!                                    ▲                 one tx,       fsync of    commit and
-//!                                    └─ spent batches ─┘ commit      the WAL     fsync)
+//!  consumer / replay ─[Incoming]─► decode ─[batches]─► writer ──────► sync ────[Committed]─► acker
+//!                      (bounded)   thread  (one full    thread        thread      (ack after
+//!                                    ▲      waiting)    one tx,       fsync of    commit and
+//!                                    └─ spent batches ─┘ commit       the WAL     fsync)
 //! ```
 //!
 //! Each stage owns its data and hands it on through a bounded channel, so a slow stage pushes back
@@ -17,8 +17,10 @@
 //!
 //! Deliveries travel in bursts (`Vec`s): whatever the consumer finds ready at once goes on as one
 //! channel message. A thread hand-off costs a wake-up of the thread on the other side (a futex call
-//! and a context switch, several microseconds on a loaded 2-core machine); paid once per delivery
-//! it cost more than decoding a single event, so it is paid once per burst instead.
+//! and a context switch, several microseconds on a loaded 2-core machine, more on virtual CPUs);
+//! paid once per delivery it cost more than decoding a single event, so it is paid once per burst
+//! instead. The decode thread gathers the bursts into batches itself and the writer is woken about
+//! twice per batch, not per burst (see the `batches` module).
 
 use crate::decode;
 use crate::model::{DeliveryMeta, QuarantineReason, Quarantined, Record};
@@ -29,6 +31,9 @@ use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+
+mod batches;
+use batches::{Batches, Take};
 
 /// One delivery entering the pipeline.
 pub struct Incoming {
@@ -108,7 +113,7 @@ pub struct BatchOptions {
     pub max_records: usize,
     /// Longest the first delivery of a batch waits for the batch to fill.
     pub max_latency: Duration,
-    /// A batch holding this many records is committed as soon as nothing more is waiting, without
+    /// A batch holding this many records is committed as soon as the writer is free, without
     /// waiting out `max_latency` (see [`BatchOptions::new`]).
     pub commit_when_idle: usize,
 }
@@ -121,8 +126,8 @@ pub struct BatchOptions {
 pub const DEFAULT_BATCH_MAX_RECORDS: usize = 100_000;
 
 impl BatchOptions {
-    /// A batch of a fifth of `max_records` or more does not wait for the rest when the decode
-    /// thread has nothing more for it: it is big enough that its commit costs little per record, so
+    /// A batch of a fifth of `max_records` or more does not wait for the rest when the writer is
+    /// free to take it: it is big enough that its commit costs little per record, so
     /// waiting would only leave the writer idle. That happens where decoding runs behind the
     /// writer, above all when a backlog of zip bundles starts draining: the first batches waited
     /// their whole 100 ms while bundles were still being decoded, and the last one waited for
@@ -261,8 +266,8 @@ pub enum PipelineError {
 }
 
 impl Pipeline {
-    /// Start the decode, writer and sync threads around `writer`. `queue` bounds each channel (in
-    /// bursts; for the daemon the prefetch window bounds what is in flight anyway).
+    /// Start the decode, writer and sync threads around `writer`. `queue` bounds the input channel
+    /// (in bursts; for the daemon the prefetch window bounds what is in flight anyway).
     pub fn start(mut writer: Writer, opts: BatchOptions, queue: usize) -> Pipeline {
         let queue = queue.max(1);
         let wal = writer.defer_wal_sync().unwrap_or_else(|e| {
@@ -270,7 +275,7 @@ impl Pipeline {
             None
         });
         let (input, mut in_rx) = mpsc::channel::<Vec<Incoming>>(queue);
-        let (dec_tx, dec_rx) = std_mpsc::sync_channel::<Vec<Decoded>>(queue);
+        let batches = Arc::new(Batches::new(opts));
         let (sync_tx, sync_rx) = std_mpsc::sync_channel::<Written>(SYNC_QUEUE);
         let (com_tx, committed) = mpsc::channel::<Committed>(4);
         let (spent_tx, spent_rx) = std_mpsc::channel::<Spent>();
@@ -280,9 +285,11 @@ impl Pipeline {
         };
         let liveness = Arc::new(Liveness::new());
         liveness.beat();
+        let to_writer = batches.clone();
         let decode_thread = std::thread::Builder::new()
             .name("cbtrail-decode".into())
             .spawn(move || {
+                let batches = to_writer;
                 while let Some(burst) = in_rx.blocking_recv() {
                     while let Ok(spent) = spent_rx.try_recv() {
                         drop(spent);
@@ -299,14 +306,14 @@ impl Pipeline {
                             ack: inc.ack,
                         })
                         .collect();
-                    if dec_tx.send(decoded).is_err() {
+                    if batches.push(decoded).is_err() {
                         break;
                     }
                 }
-                // The input is closed: let the writer see the end, and go on freeing what it
+                // The input is closed: let the writer take the rest, and go on freeing what it
                 // commits until it stops. (Decode runs ahead of the writer, so otherwise the
                 // writer would free most of a replay itself.)
-                drop(dec_tx);
+                batches.close();
                 for spent in spent_rx {
                     drop(spent);
                 }
@@ -317,7 +324,7 @@ impl Pipeline {
         let ctl = control.clone();
         let writer_thread = std::thread::Builder::new()
             .name("cbtrail-writer".into())
-            .spawn(move || writer_loop(writer, opts, dec_rx, sync_tx, recycler, live, ctl))
+            .spawn(move || writer_loop(writer, &batches, sync_tx, recycler, live, ctl))
             .expect("spawning the writer thread");
         let sync_thread = std::thread::Builder::new()
             .name("cbtrail-sync".into())
@@ -390,58 +397,33 @@ type Written = (Committed, Instant);
 
 fn writer_loop(
     mut writer: Writer,
-    opts: BatchOptions,
-    rx: std_mpsc::Receiver<Vec<Decoded>>,
+    batches: &Batches,
     tx: std_mpsc::SyncSender<Written>,
     recycler: Recycler,
     live: Arc<Liveness>,
     control: Arc<WriterControl>,
 ) -> Result<(), StoreError> {
-    let idle_tick = opts.max_latency.max(Duration::from_millis(200));
-    let mut closed = false;
-    while !closed {
-        // Wait for the first delivery of the next batch, beating while idle.
-        let mut batch = match rx.recv_timeout(idle_tick) {
-            Ok(burst) if burst.is_empty() => continue,
-            Ok(burst) => burst,
-            Err(std_mpsc::RecvTimeoutError::Timeout) => {
+    // However the writer ends (an error, a panic, nobody taking acknowledgements), the decode
+    // thread must not wait for it.
+    struct Stopped<'a>(&'a Batches);
+    impl Drop for Stopped<'_> {
+        fn drop(&mut self) {
+            self.0.writer_stopped();
+        }
+    }
+    let _stopped = Stopped(batches);
+    let idle_tick = batches.max_latency().max(Duration::from_millis(200));
+    loop {
+        let (batch, closing) = match batches.take(idle_tick) {
+            Take::Batch { batch, closing } => (batch, closing),
+            Take::Idle => {
                 live.beat();
                 continue;
             }
-            Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+            Take::Closed => break,
         };
-        let deadline = Instant::now() + opts.max_latency;
-        let mut records: usize = batch.iter().map(|d| d.records.len()).sum();
-        // A batch takes whole bursts, so it may end up to one burst over its limits.
-        while batch.len() < opts.max_deliveries && records < opts.max_records {
-            let left = deadline.saturating_duration_since(Instant::now());
-            // Take what is already queued even past the deadline, up to the batch size: it costs
-            // nothing and saves a commit. So does a batch holding `commit_when_idle` records: it
-            // commits as soon as nothing more is queued.
-            let next = if left.is_zero() || records >= opts.commit_when_idle {
-                rx.try_recv().map_err(|e| match e {
-                    std_mpsc::TryRecvError::Empty => std_mpsc::RecvTimeoutError::Timeout,
-                    std_mpsc::TryRecvError::Disconnected => {
-                        std_mpsc::RecvTimeoutError::Disconnected
-                    }
-                })
-            } else {
-                rx.recv_timeout(left)
-            };
-            match next {
-                Ok(burst) => {
-                    records += burst.iter().map(|d| d.records.len()).sum::<usize>();
-                    batch.extend(burst);
-                }
-                Err(std_mpsc::RecvTimeoutError::Timeout) => break,
-                Err(std_mpsc::RecvTimeoutError::Disconnected) => {
-                    closed = true;
-                    break;
-                }
-            }
-        }
         control.apply(&mut writer);
-        let (committed, spent) = commit_batch(&mut writer, batch, closed)?;
+        let (committed, spent) = commit_batch(&mut writer, batch, closing)?;
         live.beat();
         let sent = tx.send((committed, Instant::now()));
         recycler.give_back(spent);
