@@ -422,9 +422,9 @@ async fn session(
         };
         note_recoveries(&handshakes, &mut seen_handshakes);
         // Take every delivery that is already here: one hand-off per burst. A short burst waits
-        // once for LINGER and takes what arrived meanwhile (see LINGER).
+        // for more, LINGER at a time (see LINGER).
         let mut burst = vec![incoming(delivery)];
-        let mut lingered = false;
+        let mut lingered = 0;
         while burst.len() < MAX_BURST {
             match futures_lite::future::poll_once(sub.consumer.next()).await {
                 Some(Some(Ok(d))) => burst.push(incoming(d)),
@@ -432,8 +432,8 @@ async fn session(
                     held = Some(other);
                     break;
                 }
-                None if !lingered && burst.len() < LINGER_BELOW => {
-                    lingered = true;
+                None if lingered < LINGERS && burst.len() < LINGER_BELOW => {
+                    lingered += 1;
                     tokio::time::sleep(LINGER).await;
                 }
                 None => break,
@@ -459,19 +459,23 @@ async fn session(
 
 /// Most deliveries handed to the pipeline at once. Bursts are what happened to be ready; the cap
 /// only bounds how far a batch can run over `store.batch_size` (it takes whole bursts).
-const MAX_BURST: usize = 256;
+const MAX_BURST: usize = 1024;
 
-/// How long a short burst (under `LINGER_BELOW` deliveries) waits for more before it is handed on.
+/// How long a short burst (under `LINGER_BELOW` deliveries) waits for more before it is handed on,
+/// at most `LINGERS` times.
 ///
 /// Single events arrive one by one as the I/O loop parses them, so without it bursts averaged
-/// about four deliveries and every four deliveries paid a wake-up of the decode thread, then of the
-/// writer, and a context switch of the consumer task each time. With it bursts of single events
-/// grow to dozens, and draining 200,000 single events took 3.4 to 3.7 CPU-s of the daemon instead of
-/// 4.3 to 5.3 (throughput bench, `singles=200000 rounds=1`, builds run alternately). It adds at most
-/// about a millisecond (the timer's resolution) to a delivery's way to the database, where a batch
+/// about four deliveries and every four deliveries paid a wake-up of the decode thread and a
+/// context switch of the consumer task. One wait of 500 µs made bursts of dozens, and draining
+/// 200,000 single events took 3.4 to 3.7 CPU-s of the daemon instead of 4.3 to 5.3 (throughput
+/// bench, `singles=200000 rounds=1`, builds run alternately). Up to four waits, for bursts of up to
+/// 512, took the consumer task from 1.34-1.66 to 1.15-1.24 CPU-s and the daemon from 5.19-5.45 to
+/// 4.72-4.91 (the same bench, alternately, on a slower machine). A delivery waits at most a few
+/// milliseconds (the timer's resolution is one) more on its way to the database, where a batch
 /// waits up to `store.batch_max_latency_ms` anyway; and none under load, when bursts are long.
 const LINGER: Duration = Duration::from_micros(500);
-const LINGER_BELOW: usize = 64;
+const LINGERS: u32 = 4;
+const LINGER_BELOW: usize = 512;
 
 /// A delivery as the pipeline takes it.
 fn incoming(delivery: Delivery) -> Incoming {
