@@ -424,15 +424,22 @@ async fn session(
         // Take every delivery that is already here: one hand-off per burst. A short burst waits
         // for more, LINGER at a time (see LINGER).
         let mut burst = vec![incoming(delivery)];
+        let mut bytes = burst[0].body.len();
         let mut lingered = 0;
         while burst.len() < MAX_BURST {
             match futures_lite::future::poll_once(sub.consumer.next()).await {
-                Some(Some(Ok(d))) => burst.push(incoming(d)),
+                Some(Some(Ok(d))) => {
+                    bytes += d.data.len();
+                    burst.push(incoming(d));
+                }
                 Some(other) => {
                     held = Some(other);
                     break;
                 }
-                None if lingered < LINGERS && burst.len() < LINGER_BELOW => {
+                None if lingered < LINGERS
+                    && burst.len() < LINGER_BELOW
+                    && bytes < LINGER_BELOW_BYTES =>
+                {
                     lingered += 1;
                     tokio::time::sleep(LINGER).await;
                 }
@@ -473,9 +480,12 @@ const MAX_BURST: usize = 1024;
 /// 4.72-4.91 (the same bench, alternately, on a slower machine). A delivery waits at most a few
 /// milliseconds (the timer's resolution is one) more on its way to the database, where a batch
 /// waits up to `store.batch_max_latency_ms` anyway; and none under load, when bursts are long.
+/// A burst holding `LINGER_BELOW_BYTES` of bodies (a few zip bundles, milliseconds of decoding)
+/// goes on at once: it is worth its hand-off, and the decode thread should not wait for it.
 const LINGER: Duration = Duration::from_micros(500);
 const LINGERS: u32 = 4;
 const LINGER_BELOW: usize = 512;
+const LINGER_BELOW_BYTES: usize = 256 * 1024;
 
 /// A delivery as the pipeline takes it.
 fn incoming(delivery: Delivery) -> Incoming {
