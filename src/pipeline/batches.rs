@@ -209,6 +209,12 @@ mod tests {
         }
     }
 
+    /// Batches of up to `max_deliveries`, shared with another thread.
+    fn shared(max_deliveries: usize) -> Arc<Batches> {
+        let opts = BatchOptions::new(max_deliveries, 100_000, Duration::from_secs(30));
+        Arc::new(Batches::new(opts))
+    }
+
     fn sizes(take: Take) -> (usize, bool) {
         match take {
             Take::Batch { batch, closing } => (batch.len(), closing),
@@ -271,11 +277,7 @@ mod tests {
 
     #[test]
     fn a_full_batch_holds_the_decoder_back_until_the_writer_takes_it() {
-        let b = Arc::new(Batches::new(BatchOptions::new(
-            2,
-            100_000,
-            Duration::from_secs(30),
-        )));
+        let b = shared(2);
         b.push(vec![delivery(1), delivery(1)]).unwrap();
         let decoder = {
             let b = b.clone();
@@ -291,11 +293,7 @@ mod tests {
 
     #[test]
     fn a_stopped_writer_releases_the_decoder() {
-        let b = Arc::new(Batches::new(BatchOptions::new(
-            1,
-            100_000,
-            Duration::from_secs(30),
-        )));
+        let b = shared(1);
         b.push(vec![delivery(1)]).unwrap();
         let decoder = {
             let b = b.clone();
