@@ -289,7 +289,6 @@ impl Pipeline {
         let decode_thread = std::thread::Builder::new()
             .name("cbtrail-decode".into())
             .spawn(move || {
-                let batches = to_writer;
                 while let Some(burst) = in_rx.blocking_recv() {
                     while let Ok(spent) = spent_rx.try_recv() {
                         drop(spent);
@@ -297,7 +296,7 @@ impl Pipeline {
                     if burst.is_empty() {
                         continue;
                     }
-                    let decoded = burst
+                    let burst = burst
                         .into_iter()
                         .map(|inc| Decoded {
                             records: decode::decode(&inc.meta, &inc.body),
@@ -306,14 +305,14 @@ impl Pipeline {
                             ack: inc.ack,
                         })
                         .collect();
-                    if batches.push(decoded).is_err() {
+                    if to_writer.push(burst).is_err() {
                         break;
                     }
                 }
                 // The input is closed: let the writer take the rest, and go on freeing what it
                 // commits until it stops. (Decode runs ahead of the writer, so otherwise the
                 // writer would free most of a replay itself.)
-                batches.close();
+                to_writer.close();
                 for spent in spent_rx {
                     drop(spent);
                 }

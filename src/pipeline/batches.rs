@@ -41,6 +41,15 @@ struct State {
     writer_wakes: u64,
 }
 
+impl State {
+    /// The batch being formed, leaving room for the next.
+    fn take_forming(&mut self) -> Vec<Decoded> {
+        self.records = 0;
+        self.started = None;
+        std::mem::take(&mut self.forming)
+    }
+}
+
 /// What the writer gets from [`Batches::take`].
 pub(super) enum Take {
     /// A batch to commit; `closing` when the input has ended (the daemon is shutting down).
@@ -103,9 +112,7 @@ impl Batches {
             if s.writer_gone {
                 return Err(WriterGone);
             }
-            s.full = Some(std::mem::take(&mut s.forming));
-            s.records = 0;
-            s.started = None;
+            s.full = Some(s.take_forming());
             self.wake_writer(&mut s);
         } else if starts || (was_small && s.records >= self.opts.commit_when_idle) {
             self.wake_writer(&mut s);
@@ -149,10 +156,8 @@ impl Batches {
                 Some(started) => {
                     let due = started + self.opts.max_latency;
                     if s.closed || due <= now || s.records >= self.opts.commit_when_idle {
-                        s.records = 0;
-                        s.started = None;
                         return Take::Batch {
-                            batch: std::mem::take(&mut s.forming),
+                            batch: s.take_forming(),
                             closing: s.closed,
                         };
                     }
