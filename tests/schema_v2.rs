@@ -21,7 +21,7 @@ fn v2_applies_over_a_v1_database_with_data() {
     for m in &MIGRATIONS[1..] {
         conn.execute_batch(m).unwrap();
     }
-    assert_eq!(SCHEMA_VERSION, 4);
+    assert_eq!(SCHEMA_VERSION, 5);
     let n: i64 = conn
         .query_row(
             "SELECT COUNT(*) FROM netconn_view WHERE remote_ip = '10.1.2.3'",

@@ -63,6 +63,9 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// A statement did something the batch's own bookkeeping rules out; the batch is rolled back.
+    #[error("database {path}: {what}")]
+    Inconsistent { path: PathBuf, what: String },
     #[error("database {path}: cannot encode {what} as JSON: {source}")]
     Json {
         path: PathBuf,

@@ -65,11 +65,11 @@ pub fn counts(conn: &Connection) -> Result<TableCounts, StoreError> {
 /// there are none.
 pub fn time_range(conn: &Connection) -> Result<Option<(i64, i64)>, StoreError> {
     let path = conn_path(conn);
-    // Two index seeks on events_time_key rather than one scan.
+    // Two seeks on event_keys rather than one scan.
     let (lo, hi): (Option<i64>, Option<i64>) = conn
         .query_row(
-            "SELECT (SELECT min(timestamp_ms) FROM event_rows WHERE timestamp_ms > 0), \
-                    (SELECT max(timestamp_ms) FROM event_rows WHERE timestamp_ms > 0)",
+            "SELECT (SELECT min(timestamp_ms) FROM event_keys WHERE timestamp_ms > 0), \
+                    (SELECT max(timestamp_ms) FROM event_keys WHERE timestamp_ms > 0)",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )

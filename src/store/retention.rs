@@ -5,7 +5,7 @@
 //! - it uses its own connection, with a busy timeout, and deletes in small chunks (default 5,000
 //!   rows), each its own short `BEGIN IMMEDIATE` transaction, sleeping between chunks so the writer
 //!   gets the lock between them (the writer needs a busy timeout too);
-//! - every chunk is found through an index (`events_time_key`, `notifications_type`, primary keys) with
+//! - every chunk is found through an index (`event_keys`, `notifications_type`, primary keys) with
 //!   keyset pagination, so no chunk rescans what an earlier one already passed;
 //! - it then frees pages with `PRAGMA incremental_vacuum(N)`, again a step at a time, and a passive
 //!   checkpoint, so the main file shrinks. That needs `auto_vacuum=INCREMENTAL`, which can only be set
@@ -290,7 +290,7 @@ impl Run<'_> {
     }
 
     /// Events received before the horizon whose event time lies in `(after, below)`, in event-time
-    /// order through `events_time_key`; the keyset cursor `(timestamp_ms, event_key)` moves past every examined
+    /// order through `event_keys`; the keyset cursor `(timestamp_ms, event_key)` moves past every examined
     /// row, deleted or kept, so kept rows are never examined twice.
     fn delete_events(
         &mut self,
@@ -317,9 +317,13 @@ impl Run<'_> {
                 let mut segments = Vec::new();
                 {
                     let mut del = tx.prepare_cached("DELETE FROM event_rows WHERE id = ?1")?;
-                    for (id, _, received, _, segment) in &rows {
+                    let mut del_key = tx.prepare_cached(
+                        "DELETE FROM event_keys WHERE timestamp_ms = ?1 AND event_key = ?2",
+                    )?;
+                    for (id, ts, received, key, segment) in &rows {
                         if *received < horizon {
                             n += del.execute([id])? as u64;
+                            del_key.execute(params![ts, key])?;
                             segments.push(*segment);
                         }
                     }
@@ -548,11 +552,13 @@ impl Run<'_> {
 
 /// Next chunk of events in (event time, id) order, before the horizon, after the cursor. `INDEXED BY`
 /// makes a missing index an error instead of a silent full scan under the write lock.
-pub(crate) const EVENTS_CHUNK: &str = "SELECT e.id, e.timestamp_ms, s.received_ms, e.event_key,
+pub(crate) const EVENTS_CHUNK: &str =
+    "SELECT k.event_id, k.timestamp_ms, s.received_ms, k.event_key,
      e.segment_id
-     FROM event_rows e INDEXED BY events_time_key JOIN event_segments s ON s.id = e.segment_id
-     WHERE e.timestamp_ms < ?1 AND (e.timestamp_ms, e.event_key) > (?2, ?3)
-     ORDER BY e.timestamp_ms, e.event_key LIMIT ?4";
+     FROM event_keys k JOIN event_rows e ON e.id = k.event_id
+     JOIN event_segments s ON s.id = e.segment_id
+     WHERE k.timestamp_ms < ?1 AND (k.timestamp_ms, k.event_key) > (?2, ?3)
+     ORDER BY k.timestamp_ms, k.event_key LIMIT ?4";
 /// A segment none of whose rows is left.
 pub(crate) const DELETE_EMPTY_SEGMENT: &str = "DELETE FROM event_segments WHERE id = ?1
      AND NOT EXISTS (SELECT 1 FROM event_rows r

@@ -384,23 +384,50 @@ const EVENT_PARAMS: usize = 19;
 /// program) rather than on the row.
 const ROWS_PER_INSERT: usize = 16;
 
-/// `INSERT INTO event_rows` of `rows` rows, duplicates (by `events_time_key`) skipped.
+/// `INSERT INTO event_rows` of `rows` rows. Each row gets the next id (one more than the
+/// largest), the id [`claim_keys`] expects; the writer checks that it did.
 ///
-/// `OR IGNORE`, not `ON CONFLICT DO NOTHING`: a statement that inserts several rows and may abort
-/// half-way (a NOT NULL column bound NULL) keeps a statement journal, a copy of every page it
-/// touches, and that cost more than the rows. With `OR IGNORE` nothing can abort it. The writer
-/// never binds NULL to a NOT NULL column, so the only rows ignored are duplicates.
+/// `OR IGNORE`, not a plain `INSERT`: a statement that inserts several rows and may abort half-way
+/// (a NOT NULL column bound NULL) keeps a statement journal, a copy of every page it touches, and
+/// that cost more than the rows. With `OR IGNORE` nothing can abort it. The writer never binds
+/// NULL to a NOT NULL column.
+///
+/// Without an explicit id: with one, SQLite looks the id up before inserting the row, and the
+/// statement may abort on a taken id, so it needs a statement journal again.
 fn insert_events_sql(rows: usize) -> String {
-    let row = format!("({})", vec!["?"; EVENT_PARAMS].join(", "));
+    values_sql(
+        "INSERT OR IGNORE INTO event_rows",
+        EVENT_COLUMNS,
+        EVENT_PARAMS,
+        rows,
+    )
+}
+
+/// `INSERT OR IGNORE INTO event_keys` of `rows` keys: a key already there is a duplicate event.
+fn insert_keys_sql(rows: usize) -> String {
+    values_sql(
+        "INSERT OR IGNORE INTO event_keys",
+        "timestamp_ms, event_key, event_id",
+        3,
+        rows,
+    )
+}
+
+/// `{insert} ({columns}) VALUES (?, …), …` with `rows` rows of `params` parameters.
+fn values_sql(insert: &str, columns: &str, params: usize, rows: usize) -> String {
+    let row = format!("({})", vec!["?"; params].join(", "));
     format!(
-        "INSERT OR IGNORE INTO event_rows ({EVENT_COLUMNS}) VALUES {}",
+        "{insert} ({columns}) VALUES {}",
         vec![row.as_str(); rows].join(", ")
     )
 }
 
-/// The rows a multi-row insert added: everything after the highest id before it.
-const EVENTS_AFTER: &str =
-    "SELECT id, timestamp_ms, event_key FROM event_rows WHERE id > ?1 ORDER BY id";
+/// The row a stored key belongs to.
+const KEY_OWNER: &str =
+    "SELECT event_id FROM event_keys WHERE timestamp_ms = ?1 AND event_key = ?2";
+
+const RENUMBER_KEY: &str =
+    "UPDATE event_keys SET event_id = ?1 WHERE timestamp_ms = ?2 AND event_key = ?3";
 
 const MAX_EVENT_ID: &str = "SELECT coalesce(max(id), 0) FROM event_rows";
 
@@ -674,53 +701,38 @@ fn store_events<'r>(
         .flat_map(|(members, id)| members.iter().map(move |&(_, e)| (id, e)))
         .collect();
 
-    // The id each row got, in `rows` order; None for a duplicate.
-    let mut ids: Vec<Option<i64>> = Vec::with_capacity(rows.len());
-    let mut last_id: i64 = tx.query_row(MAX_EVENT_ID, [], |r| r.get(0)).map_err(&err)?;
-    let mut multi =
-        FastStatement::prepare(tx, &insert_events_sql(ROWS_PER_INSERT)).map_err(&err)?;
-    let mut single = FastStatement::prepare(tx, &insert_events_sql(1)).map_err(&err)?;
-    let mut after = tx.prepare_cached(EVENTS_AFTER).map_err(&err)?;
-    let mut params: Vec<Param<'_>> = Vec::with_capacity(EVENT_PARAMS * ROWS_PER_INSERT);
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let (stmt, rows_per) = if chunk.len() == ROWS_PER_INSERT {
-            (&mut multi, ROWS_PER_INSERT)
-        } else {
-            (&mut single, 1)
-        };
-        for part in chunk.chunks(rows_per) {
-            params.clear();
-            for &(segment, e) in part {
-                push_event_params(&mut params, segment, e);
+    // Every row gets its id up front, consecutive in `rows` order, so a segment's rows are
+    // consecutive; a duplicate gets none.
+    let first_id: i64 = tx
+        .query_row(MAX_EVENT_ID, [], |r| r.get::<_, i64>(0))
+        .map_err(&err)?
+        + 1;
+    let ids = claim_keys(tx, path, &rows, first_id)?;
+
+    let fresh: Vec<(i64, i64, &Event)> = rows
+        .iter()
+        .zip(&ids)
+        .filter_map(|(&(segment, e), id)| id.map(|id| (id, segment, e)))
+        .collect();
+    let mut insert = ChunkedInsert::prepare(tx, path, insert_events_sql)?;
+    insert.run(
+        &fresh,
+        |params, (_, segment, e)| push_event_params(params, *segment, e),
+        |part, added| {
+            let last = part[part.len() - 1].0;
+            if added != part.len() || tx.last_insert_rowid() != last {
+                return Err(StoreError::Inconsistent {
+                    path: path.to_path_buf(),
+                    what: format!(
+                        "event rows {}..={last} were stored as {added} rows ending at id {}",
+                        part[0].0,
+                        tx.last_insert_rowid()
+                    ),
+                });
             }
-            let added = stmt.execute(&params).map_err(&err)?;
-            if added == part.len() {
-                // VALUES rows are inserted in order, each with the next row id.
-                ids.extend((1..=added as i64).map(|n| Some(last_id + n)));
-            } else {
-                // Some were already stored: find which ones the new ids belong to.
-                let start = ids.len();
-                ids.resize(start + part.len(), None);
-                let mut found = after.query(params![last_id]).map_err(&err)?;
-                while let Some(r) = found.next().map_err(&err)? {
-                    let (id, ts, key): (i64, i64, Vec<u8>) = (
-                        r.get(0).map_err(&err)?,
-                        r.get(1).map_err(&err)?,
-                        r.get(2).map_err(&err)?,
-                    );
-                    if let Some(j) = (0..part.len()).find(|&j| {
-                        ids[start + j].is_none()
-                            && part[j].1.timestamp_ms == ts
-                            && part[j].1.key[..] == key[..]
-                    }) {
-                        ids[start + j] = Some(id);
-                    }
-                }
-            }
-            last_id += added as i64;
-        }
-    }
-    drop(after);
+            Ok(())
+        },
+    )?;
 
     // Through `FastStatement` too: single events of a batch belong to nearly as many processes,
     // so there is about one segment per event, and rusqlite's copying binds cost about 1% of the
@@ -762,6 +774,125 @@ fn store_events<'r>(
             .map_err(&err)?;
     }
     Ok(stored)
+}
+
+/// A multi-row INSERT run over a slice: [`ROWS_PER_INSERT`] items per statement, and the rest one
+/// by one, so a batch needs two prepared statements whatever its size.
+struct ChunkedInsert<'c> {
+    multi: FastStatement<'c>,
+    single: FastStatement<'c>,
+    path: &'c Path,
+}
+
+impl<'c> ChunkedInsert<'c> {
+    /// `sql(n)` is the statement for `n` rows.
+    fn prepare(
+        tx: &'c Transaction<'_>,
+        path: &'c Path,
+        sql: fn(usize) -> String,
+    ) -> Result<ChunkedInsert<'c>, StoreError> {
+        let err = sql_err(path);
+        Ok(ChunkedInsert {
+            multi: FastStatement::prepare(tx, &sql(ROWS_PER_INSERT)).map_err(&err)?,
+            single: FastStatement::prepare(tx, &sql(1)).map_err(&err)?,
+            path,
+        })
+    }
+
+    /// Insert `items`: `bind` appends one item's parameters; `done` is told, after each
+    /// statement, which items it had and how many rows it added.
+    fn run<'a, T>(
+        &mut self,
+        items: &'a [T],
+        bind: impl Fn(&mut Vec<Param<'a>>, &'a T),
+        mut done: impl FnMut(&'a [T], usize) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let err = sql_err(self.path);
+        let mut params: Vec<Param<'a>> = Vec::new();
+        for chunk in items.chunks(ROWS_PER_INSERT) {
+            let (stmt, rows_per) = if chunk.len() == ROWS_PER_INSERT {
+                (&mut self.multi, ROWS_PER_INSERT)
+            } else {
+                (&mut self.single, 1)
+            };
+            for part in chunk.chunks(rows_per) {
+                params.clear();
+                for item in part {
+                    bind(&mut params, item);
+                }
+                let added = stmt.execute(&params).map_err(&err)?;
+                done(part, added)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Store the keys of `rows` in `event_keys`; returns the id each new row is to get (consecutive
+/// from `first_id`, in `rows` order) and `None` for a duplicate. Keys go in key order, so each lands next to the previous one in the B-tree, at
+/// its right-hand edge while events arrive in time order; in the rows' own order (by process) they
+/// would land all over the batch's time window. Of two equal keys in one batch the earlier row
+/// is the one stored.
+fn claim_keys(
+    tx: &Transaction<'_>,
+    path: &Path,
+    rows: &[(i64, &Event)],
+    first_id: i64,
+) -> Result<Vec<Option<i64>>, StoreError> {
+    let err = sql_err(path);
+    // Sorted as plain tuples: a comparison that followed each row's pointer to its event cost
+    // more than inserting the keys.
+    let mut sorted: Vec<(i64, crate::model::RecordKey, usize)> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (_, e))| (e.timestamp_ms, e.key, i))
+        .collect();
+    sorted.sort_unstable();
+    let mut new = vec![true; rows.len()];
+    let mut owner = tx.prepare_cached(KEY_OWNER).map_err(&err)?;
+    let mut insert = ChunkedInsert::prepare(tx, path, insert_keys_sql)?;
+    insert.run(
+        &sorted,
+        |params, (ts, key, i)| {
+            params.extend_from_slice(&[
+                Param::Int(*ts),
+                Param::Blob(key),
+                Param::Int(first_id + *i as i64),
+            ])
+        },
+        |part, added| {
+            if added < part.len() {
+                // Some keys were there already: a key is this row's if it names this row's id.
+                for (ts, key, i) in part {
+                    let id: i64 = owner
+                        .query_row(params![ts, &key[..]], |r| r.get(0))
+                        .map_err(&err)?;
+                    new[*i] = id == first_id + *i as i64;
+                }
+            }
+            Ok(())
+        },
+    )?;
+    // Each key went in naming row `i` as `first_id + i`. After a duplicate the new rows' ids
+    // close up, and their keys are pointed at them.
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut next = first_id;
+    let mut renumber = tx.prepare_cached(RENUMBER_KEY).map_err(&err)?;
+    for (i, &new) in new.iter().enumerate() {
+        if !new {
+            ids.push(None);
+            continue;
+        }
+        if next != first_id + i as i64 {
+            let e = rows[i].1;
+            renumber
+                .execute(params![next, e.timestamp_ms, &e.key[..]])
+                .map_err(&err)?;
+        }
+        ids.push(Some(next));
+        next += 1;
+    }
+    Ok(ids)
 }
 
 /// The parameters of one event row, in [`EVENT_COLUMNS`] order.
@@ -1427,7 +1558,10 @@ mod tests {
         for sql in [
             one.as_str(),
             many.as_str(),
-            EVENTS_AFTER,
+            &insert_keys_sql(1),
+            &insert_keys_sql(ROWS_PER_INSERT),
+            KEY_OWNER,
+            RENUMBER_KEY,
             MAX_EVENT_ID,
             INSERT_SEGMENT,
             NEXT_SEGMENT,

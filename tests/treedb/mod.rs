@@ -17,6 +17,16 @@ pub fn plan(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Stri
     rows.join(" | ")
 }
 
+/// Every column of the `events` relation (table before schema 4, view since), in id order.
+pub fn dump_events(conn: &Connection) -> Vec<Vec<rusqlite::types::Value>> {
+    let mut stmt = conn.prepare("SELECT * FROM events ORDER BY id").unwrap();
+    let n = stmt.column_count();
+    stmt.query_map([], |r| (0..n).map(|i| r.get(i)).collect())
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
 /// A migrated database file in `dir`, in WAL mode like the daemon's.
 pub fn fresh_db(dir: &Path) -> (PathBuf, Connection) {
     let path = dir.join("cbtrail.db");
