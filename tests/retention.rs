@@ -451,19 +451,23 @@ fn db_info_reports_counts_times_and_sizes() {
     assert!(info.wal_bytes > 0, "WAL not checkpointed yet");
     assert_eq!(info.page_size, 4096);
     assert!(info.page_count > 100);
-    // The `events` view is shown as the tables it reads: its rows and their segments.
+    // The `events` view is shown as the tables it reads: its rows, their segments and keys; the
+    // time range comes from the keys.
     let events = info.tables.iter().find(|t| t.name == "event_rows").unwrap();
     assert_eq!(events.rows, 2_000);
-    assert_eq!(events.min_ms, Some(HORIZON + 1000));
-    assert_eq!(events.max_ms, Some(HORIZON + 1_999_000));
     let data = events
         .table_bytes
         .expect("dbstat is compiled into bundled SQLite");
     assert!(data > 2_000 * 300, "events data {data}");
     assert!(events.index_bytes.unwrap() > 0);
+    let keys = info.tables.iter().find(|t| t.name == "event_keys").unwrap();
+    assert_eq!(keys.rows, 2_000);
+    assert_eq!(keys.min_ms, Some(HORIZON + 1000));
+    assert_eq!(keys.max_ms, Some(HORIZON + 1_999_000));
     let names: Vec<&str> = info.tables.iter().map(|t| t.name.as_str()).collect();
     for t in [
         "binaries",
+        "event_keys",
         "event_rows",
         "event_segments",
         "notification_targets",
@@ -493,6 +497,8 @@ fn db_info_reports_counts_times_and_sizes() {
     );
     assert!(text.contains("auto_vacuum incremental"));
     let line = text.lines().find(|l| l.starts_with("event_rows ")).unwrap();
+    assert!(line.contains(" 2000 "), "{line}");
+    let line = text.lines().find(|l| l.starts_with("event_keys ")).unwrap();
     assert!(line.contains(" 2000 "), "{line}");
     assert!(line.contains("2026-10-26 00:00:01Z"), "{line}");
     assert!(!text.contains("1970-01-01"), "{text}");
