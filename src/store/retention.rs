@@ -550,8 +550,8 @@ impl Run<'_> {
 // The chunk queries. Each is a SEARCH through an index or primary key (a test checks with EXPLAIN
 // QUERY PLAN), never a full scan, so one chunk's cost does not grow with the table.
 
-/// Next chunk of events in (event time, id) order, before the horizon, after the cursor. `INDEXED BY`
-/// makes a missing index an error instead of a silent full scan under the write lock.
+/// Next chunk of events in `event_keys` order (event time, then key), before the horizon, after the
+/// cursor: a range of that table's primary key, then each row and segment by its own.
 pub(crate) const EVENTS_CHUNK: &str =
     "SELECT k.event_id, k.timestamp_ms, s.received_ms, k.event_key,
      e.segment_id
