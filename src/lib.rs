@@ -21,7 +21,7 @@
 //! | [`replay`] | `cbtrail replay`: offline ingest through the same pipeline |
 //! | [`config`] | settings from TOML and `CBTRAIL_*`, validation, cb.conf credentials |
 //! | [`shutdown`] | signals, shutdown flag, systemd notify and watchdog |
-//! | [`alloc`] | the allocator's settings (mimalloc's purge delay), applied first thing by the binaries |
+//! | [`alloc`] | the allocator's settings (mimalloc's purge delay, no transparent huge pages), applied first thing by the binaries |
 //! | [`metrics`] | every Prometheus metric name, described once; typed recording functions |
 //! | [`synth`] | seeded generator of realistic CB bus traffic (hosts, process trees, raw events, bundles, hits) for demos and benchmarks |
 //!
