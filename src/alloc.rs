@@ -90,7 +90,6 @@ mod tests {
             // page_cross_thread_max_reclaim (a page count): check the place by those too.
             assert_eq!(option(ALLOW_THP), 1);
             assert_eq!(option(ALLOW_THP + 1), 0, "minimal_purge_size");
-            assert!(!thp_disabled(), "THP is off before configure");
         }
         unsafe { configure() };
         match purge_env {
