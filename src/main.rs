@@ -280,6 +280,14 @@ fn real_main(cli: Cli) -> Result<()> {
             if let Some(s) = summary {
                 println!("generated {s}");
             }
+            if declare_only {
+                println!(
+                    "declared exchanges {} (topic, durable) and {} (fanout, durable); published nothing",
+                    cbtrail::bus::publish::EVENTS_EXCHANGE,
+                    cbtrail::bus::publish::RAW_EXCHANGE
+                );
+                return Ok(());
+            }
             println!(
                 "published messages={} bytes={} unroutable={}",
                 report.messages, report.bytes, report.unroutable

@@ -315,6 +315,48 @@ fn publishing_to_unbound_exchanges_says_so_in_one_line() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
+/// `publish --declare-only` (the demo's and memory script's set-up) creates the CB server's two
+/// exchanges as the server declares them and says that, rather than a "published messages=0"
+/// summary that reads like a failed publish.
+#[test]
+fn declare_only_creates_the_server_exchanges_and_says_so() {
+    let broker = Broker::without_exchanges("declare-only");
+    let exchanges = || {
+        rabbitmqctl(&[
+            "list_exchanges",
+            "-q",
+            "-p",
+            &broker.vhost,
+            "name",
+            "type",
+            "durable",
+        ])
+    };
+    assert!(!exchanges().contains("api.events"), "{}", exchanges());
+    let out = cbtrail(&[
+        "publish",
+        "--amqp",
+        &broker.url(),
+        "--connection-name",
+        &unique("declare"),
+        "--declare-only",
+    ]);
+    assert_eq!(
+        out.trim(),
+        "declared exchanges api.events (topic, durable) and api.rawsensordata (fanout, durable); published nothing"
+    );
+    let listed: Vec<Vec<String>> = exchanges()
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect();
+    for want in [
+        ["api.events", "topic", "true"],
+        ["api.rawsensordata", "fanout", "true"],
+    ] {
+        assert!(listed.iter().any(|row| row == &want), "{listed:?}");
+    }
+}
+
 /// The prefetch window follows the traffic (`bus::window`): small single events open it, zip
 /// bundles close it again, each time through a new subscription, and nothing is lost or doubled
 /// across the resubscriptions.

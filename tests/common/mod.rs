@@ -67,12 +67,17 @@ pub struct Broker {
 
 impl Broker {
     pub fn new(prefix: &str) -> Broker {
+        let broker = Broker::without_exchanges(prefix);
+        broker.declare_server_exchanges();
+        broker
+    }
+
+    /// A vhost holding only the broker's default exchanges, as before a CB server first starts.
+    pub fn without_exchanges(prefix: &str) -> Broker {
         let vhost = unique(&format!("cbtrail-test-{prefix}"));
         rabbitmqctl(&["add_vhost", &vhost]);
         rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]);
-        let broker = Broker { vhost };
-        broker.declare_server_exchanges();
-        broker
+        Broker { vhost }
     }
 
     /// Create `api.events` and `api.rawsensordata` as a CB server does: the daemon only binds to them.
