@@ -12,20 +12,29 @@ command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 corpus=fuzz/corpus/decode_store
 mkdir -p "$corpus"
 # Seeds from the real captures (read in place; the corpus is git-ignored and never shipped), each
-# prefixed with the selector byte the target reads: 0 JSON, 1 single protobuf, 6 zip, 7 bare bundle
-# (the last two with the raw-bundle headers).
+# prefixed with the selector byte the target reads: 0x08 JSON followed by its routing key (the
+# directory's name, after a length byte), 0x01 single protobuf, 0x06 zip and 0x07 bare bundle (the
+# last two with the raw-bundle headers).
 captures=../shared/fixtures/cb-event-forwarder
 if [ -d "$captures" ] && [ -z "$(ls -A "$corpus")" ]; then
     seed() { # selector, files...
-        local sel="$1" f
+        local sel="$1" f key
         shift
         for f in "$@"; do
-            { printf "\\x$sel"; cat "$f"; } >"$corpus/seed-$sel-$(basename "$(dirname "$f")")-$(basename "$f")"
+            key="$(basename "$(dirname "$f")")"
+            {
+                printf "\\x$sel"
+                if [ "$sel" = 08 ]; then
+                    printf "\\x$(printf %02x "${#key}")%s" "$key"
+                fi
+                cat "$f"
+            } >"$corpus/seed-$sel-$key-$(basename "$f")"
         done
     }
-    mapfile -t json < <(find "$captures/json" -type f | sort | awk 'NR % 4 == 1')
-    mapfile -t pb < <(find "$captures/protobuf" -type f | sort | awk 'NR % 10 == 1')
-    seed 00 "${json[@]}"
+    # Every routing key's directory, a few files of each.
+    mapfile -t json < <(find "$captures/json" -type f | sort | awk -F/ 'n[$(NF-1)]++ < 8')
+    mapfile -t pb < <(find "$captures/protobuf" -type f | sort | awk -F/ 'n[$(NF-1)]++ < 30')
+    seed 08 "${json[@]}"
     seed 01 "${pb[@]}"
     seed 06 "$captures"/zip/*.zip
     seed 07 "$captures/bundle/bundleone"

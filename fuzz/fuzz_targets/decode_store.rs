@@ -1,6 +1,8 @@
 //! One delivery through `decode` and into a real database with `Writer::write_batch`, the path
-//! every message of the bus takes. The first input byte picks the exchange and content type (and
-//! whether the raw-bundle headers are present); the rest is the body.
+//! every message of the bus takes. The first input byte picks the exchange and content type (bits
+//! 0-1), whether the raw-bundle headers are present (bit 2) and whether a routing key follows
+//! (bit 3: one length byte, then the key, which JSON notifications take ids from); the rest is
+//! the body.
 //!
 //! Fails on a panic anywhere (the build has overflow checks on), on a delivery that decodes to
 //! nothing (it would be acked and leave no trace), and on records the database refuses: the daemon
@@ -17,9 +19,18 @@ use std::sync::{Mutex, OnceLock};
 static WRITER: OnceLock<Mutex<Writer>> = OnceLock::new();
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, body)) = data.split_first() else {
+    let Some((&selector, mut body)) = data.split_first() else {
         return;
     };
+    let mut key_from_input = None;
+    if selector & 8 != 0 {
+        let Some((&len, rest)) = body.split_first() else {
+            return;
+        };
+        let (key, rest) = rest.split_at(usize::from(len).min(rest.len()));
+        key_from_input = Some(String::from_utf8_lossy(key).into_owned());
+        body = rest;
+    }
     let (exchange, content_type, routing_key) = match selector % 4 {
         0 => (EVENTS_EXCHANGE, "application/json", "watchlist.hit.process"),
         1 => (
@@ -32,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut meta = DeliveryMeta {
         exchange: exchange.to_owned(),
-        routing_key: routing_key.to_owned(),
+        routing_key: key_from_input.unwrap_or_else(|| routing_key.to_owned()),
         content_type: Some(content_type.to_owned()),
         ..DeliveryMeta::default()
     };
