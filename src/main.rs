@@ -236,7 +236,26 @@ fn real_main(cli: Cli) -> Result<()> {
                 ),
                 None => None,
             };
-            let files = if synth.is_none() && !declare_only {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            if declare_only {
+                // Connecting declares the exchanges.
+                rt.block_on(async {
+                    cbtrail::bus::publish::Publisher::connect(&amqp, &connection_name, rate)
+                        .await?
+                        .finish()
+                        .await
+                })?;
+                println!(
+                    "declared exchanges {} (topic, durable) and {} (fanout, durable); published nothing",
+                    cbtrail::bus::publish::EVENTS_EXCHANGE,
+                    cbtrail::bus::publish::RAW_EXCHANGE
+                );
+                return Ok(());
+            }
+            let files = if synth.is_none() {
                 let overrides = CaptureOverrides {
                     routing_key,
                     content_type,
@@ -246,10 +265,6 @@ fn real_main(cli: Cli) -> Result<()> {
             } else {
                 Vec::new()
             };
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
             let (report, summary) = rt.block_on(async {
                 let mut p =
                     cbtrail::bus::publish::Publisher::connect(&amqp, &connection_name, rate)
@@ -257,9 +272,6 @@ fn real_main(cli: Cli) -> Result<()> {
                 p.set_persistent(persistent);
                 let mut summary = None;
                 for _ in 0..repeat {
-                    if declare_only {
-                        break;
-                    }
                     match &synth {
                         Some(cfg) => {
                             let mut g = cbtrail::synth::Synth::new(cfg.clone());
@@ -279,14 +291,6 @@ fn real_main(cli: Cli) -> Result<()> {
             })?;
             if let Some(s) = summary {
                 println!("generated {s}");
-            }
-            if declare_only {
-                println!(
-                    "declared exchanges {} (topic, durable) and {} (fanout, durable); published nothing",
-                    cbtrail::bus::publish::EVENTS_EXCHANGE,
-                    cbtrail::bus::publish::RAW_EXCHANGE
-                );
-                return Ok(());
             }
             println!(
                 "published messages={} bytes={} unroutable={}",
